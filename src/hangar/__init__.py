@@ -1,0 +1,3 @@
+"""Hangar: a self-hostable compute platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""Allow `python -m hangar`."""
+
+from hangar.cli import main
+
+main()

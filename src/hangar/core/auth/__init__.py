@@ -1,0 +1,1 @@
+"""Signing in: passwords, user tokens scoped to a team, and OAuth providers."""

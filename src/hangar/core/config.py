@@ -1,0 +1,60 @@
+"""Settings the core needs, read from the environment (prefix `HANGAR_`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where Hangar keeps its state when no data directory is given (XDG data home)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "hangar"
+
+
+class GitHubOAuthSettings(BaseModel):
+    """A GitHub OAuth app; endpoints are configurable so tests (and GHES) can point elsewhere."""
+
+    client_id: str
+    client_secret: SecretStr
+    authorize_url: str = "https://github.com/login/oauth/authorize"
+    token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105 - a URL
+    api_url: str = "https://api.github.com"
+    scopes: str = "read:user user:email"
+
+
+class CoreSettings(BaseSettings):
+    """Everything the core reads from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HANGAR_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is a SQLite file in the data directory.",
+    )
+    database_echo: bool = False
+    jwt_signing_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="JWKs (JSON). The first signs, all verify. Generated and kept in the "
+        "data directory when empty.",
+    )
+    jwt_issuer: str = "hangar"
+    user_token_ttl_seconds: int = 6 * 3600
+    public_url: str | None = Field(
+        default=None, description="Base URL clients reach this server at (OAuth callbacks)."
+    )
+    oauth_github: GitHubOAuthSettings | None = None
+    log_level: str = "info"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, else SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'hangar.db'}"

@@ -1,0 +1,57 @@
+"""Domain errors. Faces map each kind to their own status codes and error shapes."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the core raises on purpose; `code` is a stable machine name."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(DomainError):
+    """The request is malformed or breaks a validation rule."""
+
+    code = "invalid_request"
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials were presented."""
+
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or is not visible to the caller."""
+
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state."""
+
+    code = "conflict"
+
+
+class Unavailable(DomainError):
+    """A dependency (provider, host, capacity) cannot serve the request now."""
+
+    code = "unavailable"
+
+
+class UpstreamError(DomainError):
+    """A third party (OAuth provider, webhook receiver) answered with an error."""
+
+    code = "upstream_error"

@@ -1,0 +1,1 @@
+"""Users, teams and memberships: who exists and who may act for which team."""

@@ -1,0 +1,32 @@
+"""Who is acting: the result of authenticating any credential, in any face."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class CredentialKind(enum.StrEnum):
+    """How the caller proved who they are."""
+
+    USER_TOKEN = "user_token"
+    API_KEY = "api_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller and the one team its credential acts for."""
+
+    kind: CredentialKind
+    team_id: str | None
+    user_id: str | None
+    is_platform_admin: bool = False
+    api_key_id: str | None = None
+
+    def require_user(self) -> str:
+        """The acting user's id; credentials without a user may not do user-only things."""
+        from hangar.core.errors import Forbidden
+
+        if self.user_id is None or self.kind is not CredentialKind.USER_TOKEN:
+            raise Forbidden("this operation needs a user's token")
+        return self.user_id

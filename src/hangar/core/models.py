@@ -1,0 +1,9 @@
+"""Registry of every feature's models, so Alembic and tests see the whole schema."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    """Import each feature's models module (their import registers the tables)."""
+    import hangar.core.apikeys.models
+    import hangar.core.identity.models  # noqa: F401

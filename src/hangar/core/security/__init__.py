@@ -1,0 +1,1 @@
+"""Secrets handling: password hashing, opaque token hashing and JWT signing."""

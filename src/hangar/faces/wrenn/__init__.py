@@ -1,0 +1,26 @@
+"""The Wrenn face: accounts, teams, API keys (and later capsules, hosts, channels)."""
+
+from __future__ import annotations
+
+from hangar.core.platform import Platform
+from hangar.faces.wrenn import errors
+from hangar.faces.wrenn.routes import api_keys, auth, oauth, teams, users
+from hangar.faces.wrenn.settings import WrennSettings
+from hangar.web.face import Face, new_face_app
+
+NAME = "wrenn"
+
+
+def create_face(platform: Platform, settings: WrennSettings) -> Face:
+    """Build the Wrenn face on the shared platform."""
+    app = new_face_app(
+        platform,
+        title="Wrenn API (Hangar)",
+        version="0.1.0",
+        description="Wire-compatible Wrenn API served by Hangar.",
+    )
+    app.state.wrenn_settings = settings
+    errors.install(app)
+    for module in (auth, oauth, api_keys, users, teams):
+        app.include_router(module.router)
+    return Face(NAME, app)

@@ -1,0 +1,89 @@
+"""Authentication and service wiring for Wrenn routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from hangar.core.apikeys.service import ApiKeyService
+from hangar.core.auth.service import AuthService
+from hangar.core.errors import Unauthenticated
+from hangar.core.identity.principal import Principal
+from hangar.core.identity.service import TeamService, UserService
+from hangar.faces.wrenn.settings import WrennSettings
+from hangar.web.deps import PlatformDep, SessionDep
+
+
+def get_settings(request: Request) -> WrennSettings:
+    """This face's settings."""
+    settings: WrennSettings = request.app.state.wrenn_settings
+    return settings
+
+
+SettingsDep = Annotated[WrennSettings, Depends(get_settings)]
+
+
+def get_auth(platform: PlatformDep, session: SessionDep) -> AuthService:
+    """The auth service bound to this request's session."""
+    return AuthService(session, platform.hasher, platform.user_tokens)
+
+
+AuthDep = Annotated[AuthService, Depends(get_auth)]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer` header, if present."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def user_principal(request: Request, auth: AuthDep) -> Principal:
+    """A caller authenticated by a user JWT (Wrenn's bearerAuth)."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("Authorization: Bearer <token> required")
+    return await auth.authenticate(token)
+
+
+async def key_or_user_principal(
+    request: Request, auth: AuthDep, settings: SettingsDep, session: SessionDep
+) -> Principal:
+    """A caller authenticated by `X-API-Key` (checked first, no fallback) or a user JWT."""
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        principal = await ApiKeyService(session, prefix=settings.api_key_prefix).authenticate(key)
+        # Persist the throttled last-used stamp even when the route itself only reads.
+        await session.commit()
+        return principal
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthenticated("X-API-Key or Authorization: Bearer <token> required")
+    return await auth.authenticate(token)
+
+
+UserDep = Annotated[Principal, Depends(user_principal)]
+KeyOrUserDep = Annotated[Principal, Depends(key_or_user_principal)]
+
+
+def get_teams(session: SessionDep) -> TeamService:
+    """Team service for this request."""
+    return TeamService(session)
+
+
+def get_users(session: SessionDep) -> UserService:
+    """User service for this request."""
+    return UserService(session)
+
+
+def get_api_keys(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
+    """API key service for this request, minting `wrn_` keys."""
+    return ApiKeyService(session, prefix=settings.api_key_prefix)
+
+
+TeamsDep = Annotated[TeamService, Depends(get_teams)]
+UsersDep = Annotated[UserService, Depends(get_users)]
+ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]

@@ -1,0 +1,1 @@
+"""Wrenn routes, one module per tag of the spec."""

@@ -1,0 +1,1 @@
+"""The composition root: wires settings, the platform and every face into servers."""

@@ -1,0 +1,19 @@
+"""All settings of a Hangar process: the core's, the server's and each face's."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from hangar.core.config import CoreSettings
+from hangar.faces.wrenn.settings import WrennSettings
+
+
+class Settings(CoreSettings):
+    """Read from `HANGAR_*` environment variables; nested ones use `__` (HANGAR_WRENN__...)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    face_ports: dict[str, int] = Field(
+        default_factory=dict, description="Serve a face at the root of its own port too."
+    )
+    wrenn: WrennSettings = Field(default_factory=WrennSettings)

@@ -1,0 +1,38 @@
+"""What a face is: an ASGI app with its own OpenAPI document, mounted under its prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from hangar.core.platform import Platform
+from hangar.web.correlation import CorrelationMiddleware
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """One wire-compatible API: served at `/<name>` on the main port, or alone on its own."""
+
+    name: str
+    app: FastAPI
+
+    @property
+    def prefix(self) -> str:
+        """Where the face lives on the main port."""
+        return f"/{self.name}"
+
+
+def new_face_app(platform: Platform, *, title: str, version: str, description: str) -> FastAPI:
+    """A FastAPI app set up the way every face needs (state, correlation ids, docs)."""
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.platform = platform
+    app.add_middleware(CorrelationMiddleware)
+    return app
