@@ -51,6 +51,13 @@ def serve(
         list[str] | None,
         typer.Option("--face-port", help="Also serve a face at the root of a port: wrenn=9001."),
     ] = None,
+    local_agent: Annotated[
+        bool,
+        typer.Option(
+            "--local-agent/--no-local-agent",
+            help="Run a host agent in this process when no agents are configured.",
+        ),
+    ] = True,
 ) -> None:
     """Run the control plane: every API face, migrations applied on start."""
     from hangar.server.run import serve as run_serve
@@ -66,7 +73,15 @@ def serve(
         f"[bold]Hangar[/] {__version__} on http://{settings.host}:{settings.port} "
         f"(data: {settings.data_dir})"
     )
-    asyncio.run(run_serve(settings))
+    companions = []
+    if local_agent and not settings.agents:
+        from hangar.agent.main import agent_server, build_agent
+        from hangar.agent.settings import AgentSettings
+
+        agent_settings = AgentSettings(data_dir=settings.data_dir / "agent")
+        companions.append(agent_server(agent_settings, build_agent(agent_settings)))
+        settings.agents["local"] = agent_settings.address()
+    asyncio.run(run_serve(settings, companions))
 
 
 @db_app.command("upgrade")
@@ -130,6 +145,37 @@ def create_user(
         raise typer.Exit(1) from exc
     role = " (platform admin)" if platform_admin else ""
     console.print(f"created user {user_id}{role}")
+
+
+@app.command()
+def agent(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Agent state (default ~/.local/share/hangar/agent).")
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(help="`unix:/path` or `host:port` (default: a socket in data dir)."),
+    ] = None,
+    runtime: Annotated[str | None, typer.Option(help="Runtime: jail.")] = None,
+) -> None:
+    """Run a host agent; its sandboxes keep running when it stops."""
+    from hangar.agent.main import run
+    from hangar.agent.settings import AgentSettings
+    from hangar.web.logging import configure_logging
+
+    overrides: dict[str, object] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if listen is not None:
+        overrides["listen"] = listen
+    if runtime is not None:
+        overrides["runtime"] = runtime
+    settings = AgentSettings(**overrides)  # type: ignore[arg-type]
+    configure_logging()
+    if ":" in settings.listen and not settings.listen.startswith("unix:") and not settings.token:
+        raise typer.BadParameter("a TCP listener needs HANGAR_AGENT_TOKEN", param_hint="--listen")
+    console.print(f"[bold]Hangar agent[/] {__version__} on {settings.address()}")
+    run(settings)
 
 
 @app.command()

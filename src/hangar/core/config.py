@@ -26,6 +26,23 @@ class GitHubOAuthSettings(BaseModel):
     scopes: str = "read:user user:email"
 
 
+class CapsuleSettings(BaseModel):
+    """Bounds and timings of capsules."""
+
+    min_vcpus: int = 1
+    max_vcpus: int = 8
+    min_memory_mb: int = 128
+    max_memory_mb: int = 16384
+    max_timeout_sec: int = 7 * 24 * 3600
+    max_exec_timeout_sec: int = 3600
+    max_file_bytes: int = 100 * 1024 * 1024
+    reconcile_seconds: float = 2.0
+    usage_sample_seconds: float = 30.0
+    # An agent sandbox without a capsule row is only destroyed after this long, so that a
+    # create whose row is not yet committed is never mistaken for an orphan.
+    orphan_grace_seconds: float = 600.0
+
+
 class CoreSettings(BaseSettings):
     """Everything the core reads from the environment."""
 
@@ -50,6 +67,7 @@ class CoreSettings(BaseSettings):
         default=None, description="Base URL clients reach this server at (OAuth callbacks)."
     )
     oauth_github: GitHubOAuthSettings | None = None
+    capsules: CapsuleSettings = Field(default_factory=CapsuleSettings)
     log_level: str = "info"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

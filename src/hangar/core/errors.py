@@ -55,3 +55,15 @@ class UpstreamError(DomainError):
     """A third party (OAuth provider, webhook receiver) answered with an error."""
 
     code = "upstream_error"
+
+
+class InvalidState(Conflict):
+    """The resource exists but its state forbids the operation (e.g. exec while paused)."""
+
+    code = "invalid_state"
+
+
+class TooLarge(DomainError):
+    """A payload exceeds a configured limit."""
+
+    code = "too_large"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from hangar.agentproto.client import AgentClient
+from hangar.core.capsules.reconciler import CapsuleReconciler
+from hangar.core.fleet.gateway import AgentHandle
 from hangar.core.platform import Platform
 from hangar.faces import wrenn
 from hangar.server.settings import Settings
@@ -31,9 +36,22 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.start()
+        for host_id, address in settings.agents.items():
+            platform.fleet.add(
+                AgentHandle(
+                    host_id,
+                    AgentClient(address, token=settings.agent_token),
+                    host_ip="127.0.0.1" if address.startswith("unix:") else "",
+                )
+            )
+        reconciler = CapsuleReconciler(platform.db, platform.fleet, settings.capsules)
+        task = asyncio.create_task(reconciler.run_forever(), name="capsules:reconciler")
         try:
             yield
         finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await platform.stop()
 
     app = FastAPI(title="Hangar", version="0.1.0", lifespan=lifespan, docs_url=None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Literal
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,7 +14,9 @@ from hangar.server.settings import Settings
 from hangar.web.face import Face
 
 
-def _config(app: FastAPI, host: str, port: int, *, lifespan: str) -> uvicorn.Config:
+def _config(
+    app: FastAPI, host: str, port: int, *, lifespan: Literal["on", "off"]
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
@@ -26,8 +30,8 @@ def _config(app: FastAPI, host: str, port: int, *, lifespan: str) -> uvicorn.Con
     )
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until interrupted."""
+async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -> None:
+    """Serve until interrupted; `companions` (a local agent) start first and stop last."""
     app = build_app(settings)
     faces: dict[str, Face] = app.state.faces
     unknown = set(settings.face_ports) - set(faces)
@@ -54,4 +58,18 @@ async def serve(settings: Settings) -> None:
             for s in extra:
                 s.should_exit = True
 
-    await asyncio.gather(stop_extra_with_main(), extra_after_main())
+    async def companions_then_main() -> None:
+        tasks = [asyncio.create_task(c.serve()) for c in companions]
+        while not all(c.started for c in companions):
+            if any(t.done() for t in tasks):
+                await asyncio.gather(*tasks)  # surfaces why a companion could not start
+                raise SystemExit("a companion server stopped during startup")
+            await asyncio.sleep(0.05)
+        try:
+            await asyncio.gather(stop_extra_with_main(), extra_after_main())
+        finally:
+            for c in companions:
+                c.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    await companions_then_main()

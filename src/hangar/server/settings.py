@@ -17,3 +17,11 @@ class Settings(CoreSettings):
         default_factory=dict, description="Serve a face at the root of its own port too."
     )
     wrenn: WrennSettings = Field(default_factory=WrennSettings)
+    agents: dict[str, str] = Field(
+        default_factory=dict,
+        description="Agents to use, host id -> address (`unix:/path` or `http://host:port`). "
+        "`hangar serve` adds its local agent as `local` unless --no-local-agent.",
+    )
+    agent_token: str | None = Field(
+        default=None, description="Bearer token presented to agents listening on TCP."
+    )

@@ -33,6 +33,8 @@ class CorrelationMiddleware:
         given = dict(scope["headers"]).get(HEADER, b"")
         cid = given.decode() if _VALID.match(given) else uuid.uuid4().hex
         state["correlation_id"] = cid
+        # Mounts rewrite scope["path"] on the way in, so read it before calling the app.
+        path = scope.get("root_path", "") + scope["path"]
         started = time.perf_counter()
         status = 0
 
@@ -51,7 +53,7 @@ class CorrelationMiddleware:
                 log.info(
                     "request",
                     method=scope.get("method", "WS"),
-                    path=scope.get("root_path", "") + scope["path"],
+                    path=path,
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )

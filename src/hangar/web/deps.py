@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from hangar.core.platform import Platform
 
 
-def get_platform(request: Request) -> Platform:
+def get_platform(request: HTTPConnection) -> Platform:
     """The platform the serving app was built with."""
     platform: Platform = request.app.state.platform
     return platform

@@ -8,6 +8,14 @@ import sys
 import structlog
 
 
+def _drop_color_message(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    # uvicorn duplicates each message with ANSI colours in `extra`; keep the plain one.
+    event.pop("color_message", None)
+    return event
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """JSON lines on stderr (or coloured console lines for humans)."""
     numeric = logging.getLevelName(level.upper())
@@ -33,7 +41,11 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _drop_color_message,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()

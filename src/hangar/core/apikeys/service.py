@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hangar.core.apikeys.models import ApiKey
 from hangar.core.clock import utcnow
 from hangar.core.errors import InvalidInput, Unauthenticated
+from hangar.core.identity import rules
 from hangar.core.identity.models import Team
 from hangar.core.identity.principal import CredentialKind, Principal
 from hangar.core.identity.service import TeamService
@@ -48,6 +49,8 @@ class ApiKeyService:
         name = (name or "").strip() or DEFAULT_KEY_NAME
         if len(name) > 128:
             raise InvalidInput("name must be at most 128 characters")
+        if not rules.storable(name):
+            raise InvalidInput("name must not contain NUL characters")
         plaintext = generate_secret(self.prefix, 16)
         key = ApiKey(
             team_id=principal.team_id,

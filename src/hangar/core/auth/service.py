@@ -69,7 +69,8 @@ class AuthService:
 
     async def login(self, email: str, password: str) -> SignedIn:
         """Check a password and sign in to the user's default team."""
-        user = await self.users.get_by_email(email.strip().lower())
+        key = rules.email_lookup_key(email)
+        user = await self.users.get_by_email(key) if key is not None else None
         ok = await self.hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthenticated("invalid email or password", code="invalid_credentials")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class CredentialKind(enum.StrEnum):
     """How the caller proved who they are."""
 
-    USER_TOKEN = "user_token"
+    USER_TOKEN = "user_token"  # noqa: S105 - a credential kind, not a secret
     API_KEY = "api_key"
 
 
@@ -22,6 +22,14 @@ class Principal:
     user_id: str | None
     is_platform_admin: bool = False
     api_key_id: str | None = None
+
+    def require_team(self) -> str:
+        """The team this credential acts for."""
+        from hangar.core.errors import Forbidden
+
+        if self.team_id is None:
+            raise Forbidden("this credential acts for no team", code="no_team")
+        return self.team_id
 
     def require_user(self) -> str:
         """The acting user's id; credentials without a user may not do user-only things."""

@@ -108,7 +108,7 @@ class TeamRepository:
             .where(Membership.user_id == user_id, Team.deleted_at.is_(None))
             .order_by(Membership.joined_at, Team.created_at)
         )
-        return [(t, m) for t, m in (await self.session.execute(stmt)).tuples()]
+        return [(t, m) for t, m in (await self.session.execute(stmt)).all()]
 
     async def members(self, team_id: str) -> Sequence[tuple[Membership, User]]:
         """A team's members with their accounts, in joining order."""
@@ -118,4 +118,4 @@ class TeamRepository:
             .where(Membership.team_id == team_id, User.deleted_at.is_(None))
             .order_by(Membership.joined_at, User.email)
         )
-        return [(m, u) for m, u in (await self.session.execute(stmt)).tuples()]
+        return [(m, u) for m, u in (await self.session.execute(stmt)).all()]

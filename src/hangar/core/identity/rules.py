@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -13,6 +14,18 @@ TEAM_NAME = re.compile(r"^[A-Za-z0-9 _]{1,128}$")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 MAX_USER_NAME_LENGTH = 100
+
+
+def storable(text: str) -> bool:
+    """Whether text can be stored and looked up on every backend (PostgreSQL refuses NUL, and
+    lone surrogates cannot be encoded)."""
+    return "\x00" not in text and not any(unicodedata.category(c) == "Cs" for c in text)
+
+
+def email_lookup_key(email: str) -> str | None:
+    """The key an existing account's email is found by, or None when no account can match."""
+    key = email.strip().lower()
+    return key if storable(key) else None
 
 
 def normalize_email(email: str) -> str:
@@ -35,9 +48,10 @@ def check_password(password: str) -> None:
 
 
 def check_user_name(name: str) -> str:
-    """A display name: 1-100 characters once trimmed."""
+    """A display name: 1-100 characters once trimmed, no control characters."""
     cleaned = name.strip()
-    if not cleaned or len(cleaned) > MAX_USER_NAME_LENGTH:
+    control = any(unicodedata.category(c) in ("Cc", "Cs") for c in cleaned)
+    if not cleaned or len(cleaned) > MAX_USER_NAME_LENGTH or control:
         raise InvalidInput(f"name must be 1-{MAX_USER_NAME_LENGTH} characters", code="invalid_name")
     return cleaned
 

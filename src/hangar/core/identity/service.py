@@ -162,6 +162,8 @@ class UserService:
         prefix = email_prefix.strip().lower()
         if "@" not in prefix:
             raise InvalidInput("email prefix must contain '@'", code="invalid_prefix")
+        if not rules.storable(prefix):  # no stored email can contain it
+            return []
         return await self.users.search_by_email_prefix(prefix, USER_SEARCH_LIMIT)
 
     async def get(self, user_id: str) -> User | None:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from hangar.core.platform import Platform
 from hangar.faces.wrenn import errors
-from hangar.faces.wrenn.routes import api_keys, auth, oauth, teams, users
+from hangar.faces.wrenn.routes import (
+    api_keys,
+    auth,
+    capsules,
+    files,
+    oauth,
+    snapshots,
+    streams,
+    teams,
+    users,
+)
 from hangar.faces.wrenn.settings import WrennSettings
 from hangar.web.face import Face, new_face_app
 
@@ -21,6 +31,6 @@ def create_face(platform: Platform, settings: WrennSettings) -> Face:
     )
     app.state.wrenn_settings = settings
     errors.install(app)
-    for module in (auth, oauth, api_keys, users, teams):
+    for module in (auth, oauth, api_keys, users, teams, capsules, files, snapshots, streams):
         app.include_router(module.router)
     return Face(NAME, app)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from hangar.core.apikeys.service import ApiKeyService
 from hangar.core.auth.service import AuthService
+from hangar.core.capsules.service import CapsuleService
+from hangar.core.capsules.snapshots import SnapshotService
+from hangar.core.capsules.usage import UsageService
 from hangar.core.errors import Unauthenticated
 from hangar.core.identity.principal import Principal
 from hangar.core.identity.service import TeamService, UserService
@@ -15,7 +19,7 @@ from hangar.faces.wrenn.settings import WrennSettings
 from hangar.web.deps import PlatformDep, SessionDep
 
 
-def get_settings(request: Request) -> WrennSettings:
+def get_settings(request: HTTPConnection) -> WrennSettings:
     """This face's settings."""
     settings: WrennSettings = request.app.state.wrenn_settings
     return settings
@@ -32,7 +36,7 @@ def get_auth(platform: PlatformDep, session: SessionDep) -> AuthService:
 AuthDep = Annotated[AuthService, Depends(get_auth)]
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: HTTPConnection) -> str | None:
     """The token of an `Authorization: Bearer` header, if present."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -50,7 +54,7 @@ async def user_principal(request: Request, auth: AuthDep) -> Principal:
 
 
 async def key_or_user_principal(
-    request: Request, auth: AuthDep, settings: SettingsDep, session: SessionDep
+    request: HTTPConnection, auth: AuthDep, settings: SettingsDep, session: SessionDep
 ) -> Principal:
     """A caller authenticated by `X-API-Key` (checked first, no fallback) or a user JWT."""
     key = request.headers.get("x-api-key")
@@ -87,3 +91,27 @@ def get_api_keys(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
 TeamsDep = Annotated[TeamService, Depends(get_teams)]
 UsersDep = Annotated[UserService, Depends(get_users)]
 ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]
+
+
+def get_capsules(platform: PlatformDep, session: SessionDep) -> CapsuleService:
+    """Capsule service for this request."""
+    return CapsuleService(session, platform.fleet, platform.settings.capsules)
+
+
+CapsulesDep = Annotated[CapsuleService, Depends(get_capsules)]
+
+
+def get_snapshots(
+    platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
+) -> SnapshotService:
+    """Snapshot template service for this request."""
+    return SnapshotService(session, platform.fleet, capsules)
+
+
+def get_usage(platform: PlatformDep, session: SessionDep, capsules: CapsulesDep) -> UsageService:
+    """Usage service for this request."""
+    return UsageService(session, platform.fleet, capsules)
+
+
+SnapshotsDep = Annotated[SnapshotService, Depends(get_snapshots)]
+UsageDep = Annotated[UsageService, Depends(get_usage)]

@@ -20,11 +20,20 @@ _STATUS: list[tuple[type[core.DomainError], int, str]] = [
     (core.Forbidden, 403, "forbidden"),
     (core.NotFound, 404, "not_found"),
     (core.Conflict, 409, "conflict"),
+    (core.TooLarge, 413, "too_large"),
     (core.UpstreamError, 502, "upstream_error"),
     (core.Unavailable, 503, "host_unavailable"),
 ]
 # Core codes Wrenn clients know by name; every other core code is shown as the generic one.
-_WRENN_CODES = {"email_taken", "no_team", "provider_not_found", "invalid_state", "too_large"}
+_WRENN_CODES = {
+    "email_taken",
+    "no_team",
+    "provider_not_found",
+    "invalid_state",
+    "too_large",
+    "agent_error",
+    "host_unavailable",
+}
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -40,6 +49,11 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 def _domain(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, core.DomainError)
+    return domain_response(exc)
+
+
+def domain_response(exc: core.DomainError) -> JSONResponse:
+    """A domain error as Wrenn renders it."""
     for kind, status, generic in _STATUS:
         if isinstance(exc, kind):
             code = exc.code if exc.code in _WRENN_CODES else generic

@@ -10,6 +10,7 @@ _WIDTH = 25  # 36**25 > 2**128
 USER = "usr"
 TEAM = "team"
 KEY = "key"
+CAPSULE = "cl"
 
 
 def encode(prefix: str, core_id: str) -> str:

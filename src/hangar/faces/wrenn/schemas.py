@@ -93,3 +93,140 @@ class AddMemberRequest(Wire):
 
 class UpdateRoleRequest(Wire):
     role: Literal["admin", "member"]
+
+
+# capsules --------------------------------------------------------------------------------
+
+CapsuleStatusName = Literal[
+    "pending", "starting", "running", "paused", "hibernated", "stopped", "missing", "error"
+]
+
+
+class CreateCapsuleRequest(Wire):
+    template: str = "minimal"
+    vcpus: int = 1
+    memory_mb: int = 512
+    timeout_sec: int = 0
+
+
+class Capsule(BaseModel):
+    id: str
+    status: CapsuleStatusName
+    template: str
+    vcpus: int
+    memory_mb: int
+    timeout_sec: int
+    guest_ip: str
+    host_ip: str
+    created_at: datetime
+    started_at: datetime | None
+    last_active_at: datetime | None
+    last_updated: datetime
+
+
+class StatsCurrent(BaseModel):
+    running_count: int
+    vcpus_reserved: int
+    memory_mb_reserved: int
+    sampled_at: datetime | None
+
+
+class StatsPeaks(BaseModel):
+    running_count: int
+    vcpus: int
+    memory_mb: int
+
+
+class StatsSeries(BaseModel):
+    labels: list[datetime]
+    running: list[int]
+    vcpus: list[int]
+    memory_mb: list[int]
+
+
+class CapsuleStats(BaseModel):
+    range: Literal["5m", "1h", "6h", "24h", "30d"]
+    current: StatsCurrent
+    peaks: StatsPeaks
+    series: StatsSeries
+
+
+class ExecRequest(Wire):
+    cmd: str
+    args: list[str] = []
+    timeout_sec: int = 30
+
+
+class ExecResponse(BaseModel):
+    sandbox_id: str
+    cmd: str
+    stdout: str
+    stderr: str
+    exit_code: int
+    duration_ms: int
+    encoding: Literal["utf-8", "base64"]
+
+
+class MetricPoint(BaseModel):
+    timestamp_unix: int
+    cpu_pct: float
+    mem_bytes: int
+    disk_bytes: int
+
+
+class CapsuleMetrics(BaseModel):
+    sandbox_id: str
+    range: Literal["5m", "10m", "1h", "2h", "6h", "12h", "24h"]
+    points: list[MetricPoint]
+
+
+class CreateSnapshotRequest(Wire):
+    sandbox_id: str
+    name: str | None = None
+
+
+class Template(BaseModel):
+    name: str
+    type: Literal["base", "snapshot"]
+    vcpus: int | None
+    memory_mb: int | None
+    size_bytes: int
+    created_at: datetime
+
+
+class ReadFileRequest(Wire):
+    path: str
+
+
+class ListDirRequest(Wire):
+    path: str
+    depth: int = 1
+
+
+class FileEntry(BaseModel):
+    name: str
+    path: str
+    type: Literal["file", "directory", "symlink"]
+    size: int
+    mode: int
+    permissions: str
+    owner: str
+    group: str
+    modified_at: int
+    symlink_target: str | None
+
+
+class ListDirResponse(BaseModel):
+    entries: list[FileEntry]
+
+
+class MakeDirRequest(Wire):
+    path: str
+
+
+class MakeDirResponse(BaseModel):
+    entry: FileEntry
+
+
+class RemoveRequest(Wire):
+    path: str

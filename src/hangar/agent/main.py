@@ -1,0 +1,94 @@
+"""Build and serve an agent: standalone (`hangar agent`) or beside the control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from hangar.agent.api import build_agent_app
+from hangar.agent.ptys import PtyRegistry
+from hangar.agent.service import Agent
+from hangar.agent.settings import AgentSettings
+
+
+def build_agent(settings: AgentSettings) -> Agent:
+    """An agent with the configured runtime and template store."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ptys = PtyRegistry(
+        idle_timeout=settings.pty_idle_timeout, replay_limit=settings.pty_replay_bytes
+    )
+    if settings.runtime == "fake":
+        from hangar.agent.runtimes.fake import FakeRuntime
+        from hangar.agent.templates_dir import DirTemplates
+
+        runtime_fake = FakeRuntime(settings.data_dir / "fake-sandboxes")
+        runtime_fake.root.mkdir(parents=True, exist_ok=True)
+        return Agent(
+            runtime_fake,
+            DirTemplates(settings.data_dir / "templates"),
+            settings.data_dir,
+            ptys=ptys,
+            metrics_interval=settings.metrics_interval,
+        )
+    from hangar.agent.jail_setup import build_jail
+
+    runtime, templates = build_jail(settings)
+    return Agent(
+        runtime,
+        templates,
+        settings.data_dir,
+        ptys=ptys,
+        metrics_interval=settings.metrics_interval,
+    )
+
+
+def agent_server(settings: AgentSettings, agent: Agent) -> uvicorn.Server:
+    """A uvicorn server for the agent's API whose lifespan starts and stops the agent."""
+    app: FastAPI = build_agent_app(
+        agent, token=settings.token.get_secret_value() if settings.token else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await agent.start()
+        try:
+            yield
+        finally:
+            await agent.stop()
+
+    app.router.lifespan_context = lifespan
+    listen = settings.listen or f"unix:{settings.socket_path()}"
+    common = {
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+        "ws_max_size": 16 * 1024 * 1024,
+    }
+    if listen.startswith("unix:"):
+        path = Path(listen.removeprefix("unix:"))
+        # The socket is the agent's whole authority; uvicorn makes it world-writable, so it
+        # lives in a directory only this user may enter.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        path.unlink(missing_ok=True)
+        config = uvicorn.Config(app, uds=str(path), **common)  # type: ignore[arg-type]
+    else:
+        host, _, port = listen.rpartition(":")
+        config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), **common)  # type: ignore[arg-type]
+    return uvicorn.Server(config)
+
+
+async def serve_agent(settings: AgentSettings) -> None:
+    """Run an agent until interrupted; its sandboxes keep running after it exits."""
+    await agent_server(settings, build_agent(settings)).serve()
+
+
+def run(settings: AgentSettings) -> None:
+    """Blocking entry point."""
+    asyncio.run(serve_agent(settings))

@@ -1,0 +1,1 @@
+"""Runtimes: one interface, several ways to isolate a sandbox."""

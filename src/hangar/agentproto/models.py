@@ -1,0 +1,138 @@
+"""Wire models of agent protocol v1 (JSON over HTTP, streams over WebSocket)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SandboxStatus = Literal["running", "paused", "stopped"]
+
+
+class AgentInfo(BaseModel):
+    """What an agent says about itself and its host."""
+
+    protocol: str
+    agent_version: str
+    runtime: str
+    arch: str
+    cpu_cores: int
+    memory_mb: int
+    disk_gb: int
+
+
+class CreateSandbox(BaseModel):
+    """Start a sandbox from a template present on the agent's host."""
+
+    sandbox_id: str
+    template: str
+    vcpus: int = Field(ge=1)
+    memory_mb: int = Field(ge=16)
+    egress: bool = False
+
+
+class Sandbox(BaseModel):
+    """A sandbox as the agent knows it."""
+
+    sandbox_id: str
+    template: str
+    status: SandboxStatus
+    vcpus: int
+    memory_mb: int
+    guest_ip: str = ""
+    host_ip: str = ""
+    started_at: float  # unix seconds
+
+
+class ExecRequest(BaseModel):
+    """Run a command to completion."""
+
+    argv: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class ExecResult(BaseModel):
+    """A finished command; output is base64 so arbitrary bytes survive JSON."""
+
+    exit_code: int
+    stdout_b64: str
+    stderr_b64: str
+    timed_out: bool
+    duration_ms: int
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+
+class PathRequest(BaseModel):
+    """A path inside a sandbox."""
+
+    path: str
+
+
+class ListRequest(BaseModel):
+    """List a directory."""
+
+    path: str
+    depth: int = Field(default=1, ge=0, le=32)
+
+
+class FileEntry(BaseModel):
+    """One directory entry."""
+
+    name: str
+    path: str
+    type: Literal["file", "directory", "symlink"]
+    size: int
+    mode: int
+    permissions: str
+    owner: str
+    group: str
+    modified_at: int
+    symlink_target: str | None = None
+
+
+class WriteResult(BaseModel):
+    """Bytes written by a file upload."""
+
+    size: int
+
+
+class SnapshotRequest(BaseModel):
+    """Save a sandbox's filesystem as a new template on this host."""
+
+    template: str
+
+
+class Template(BaseModel):
+    """A template on the agent's host."""
+
+    name: str
+    type: Literal["base", "snapshot"]
+    size_bytes: int
+    created_at: float
+
+
+class MetricPoint(BaseModel):
+    """One sample (or average) of a sandbox's usage."""
+
+    timestamp_unix: int
+    cpu_pct: float
+    mem_bytes: int
+    disk_bytes: int
+
+
+class Metrics(BaseModel):
+    """A tier of a sandbox's metrics ring buffer."""
+
+    sandbox_id: str
+    tier: Literal["10m", "2h", "24h"]
+    points: list[MetricPoint]
+
+
+class ErrorBody(BaseModel):
+    """Every agent error: a stable code and a human message."""
+
+    code: str
+    message: str

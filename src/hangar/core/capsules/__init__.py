@@ -1,0 +1,1 @@
+"""Capsules: isolated compute placed on a host agent, their templates and usage."""

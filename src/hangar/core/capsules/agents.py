@@ -1,0 +1,45 @@
+"""Turn agent protocol failures into domain errors, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from hangar.agentproto.client import AgentError, AgentUnreachable
+from hangar.core.errors import (
+    DomainError,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    UpstreamError,
+)
+
+
+def translate(exc: AgentError) -> DomainError:
+    """The domain error a face should render for an agent's refusal."""
+    if isinstance(exc, AgentUnreachable):
+        return Unavailable(f"host agent unreachable: {exc.message}", code="host_unavailable")
+    match exc.code:
+        case "path_not_found":
+            return NotFound(exc.message)
+        case "path_error" | "invalid_request" | "template_not_found":
+            return InvalidInput(exc.message)
+        case "invalid_state":
+            return InvalidState(exc.message)
+        case "too_large":
+            return TooLarge(exc.message)
+        case "sandbox_not_found":
+            return InvalidState("capsule is not on its host any more", code="invalid_state")
+        case _:
+            return UpstreamError(exc.message, code="agent_error")
+
+
+@asynccontextmanager
+async def agent_call() -> AsyncIterator[None]:
+    """Run agent calls, re-raising their failures as domain errors."""
+    try:
+        yield
+    except AgentError as exc:
+        raise translate(exc) from exc

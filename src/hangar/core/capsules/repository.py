@@ -1,0 +1,120 @@
+"""Queries of the capsules feature."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hangar.core.capsules.models import (
+    LIVE_STATUSES,
+    Capsule,
+    CapsuleStatus,
+    MetricSample,
+    Template,
+    UsageSample,
+)
+
+
+class CapsuleRepository:
+    """Reads and writes capsule rows."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_live(self, team_id: str, capsule_id: str) -> Capsule | None:
+        """A team's capsule that has not been destroyed."""
+        return (
+            await self.session.execute(
+                select(Capsule).where(
+                    Capsule.id == capsule_id,
+                    Capsule.team_id == team_id,
+                    Capsule.status != CapsuleStatus.STOPPED,
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def list_live(self, team_id: str) -> Sequence[Capsule]:
+        """A team's capsules that have not been destroyed, newest first."""
+        result = await self.session.execute(
+            select(Capsule)
+            .where(Capsule.team_id == team_id, Capsule.status != CapsuleStatus.STOPPED)
+            .order_by(Capsule.created_at.desc())
+        )
+        return result.scalars().all()
+
+    async def all_live(self) -> Sequence[Capsule]:
+        """Every capsule not destroyed (for reconcilers)."""
+        result = await self.session.execute(
+            select(Capsule).where(Capsule.status.in_(list(LIVE_STATUSES)))
+        )
+        return result.scalars().all()
+
+    async def team_reservations(self) -> list[tuple[str, int, int, int]]:
+        """(team_id, running, vcpus, memory_mb) of every team with running capsules."""
+        result = await self.session.execute(
+            select(
+                Capsule.team_id,
+                func.count(),
+                func.sum(Capsule.vcpus),
+                func.sum(Capsule.memory_mb),
+            )
+            .where(Capsule.status == CapsuleStatus.RUNNING)
+            .group_by(Capsule.team_id)
+        )
+        return [(t, int(n), int(v or 0), int(m or 0)) for t, n, v, m in result.all()]
+
+    async def usage_samples(self, team_id: str, since: datetime) -> Sequence[UsageSample]:
+        """A team's usage samples from `since`, oldest first."""
+        result = await self.session.execute(
+            select(UsageSample)
+            .where(UsageSample.team_id == team_id, UsageSample.sampled_at >= since)
+            .order_by(UsageSample.sampled_at)
+        )
+        return result.scalars().all()
+
+    async def metric_samples(
+        self, capsule_id: str, tier: str, since: int
+    ) -> Sequence[MetricSample]:
+        """Persisted metric points of a capsule."""
+        result = await self.session.execute(
+            select(MetricSample)
+            .where(
+                MetricSample.capsule_id == capsule_id,
+                MetricSample.tier == tier,
+                MetricSample.timestamp_unix >= since,
+            )
+            .order_by(MetricSample.timestamp_unix)
+        )
+        return result.scalars().all()
+
+    async def replace_metric_samples(self, capsule_id: str, rows: list[MetricSample]) -> None:
+        """Swap a capsule's persisted metrics for a fresh copy of the agent's rings."""
+        await self.session.execute(
+            delete(MetricSample).where(MetricSample.capsule_id == capsule_id)
+        )
+        self.session.add_all(rows)
+
+
+class TemplateRepository:
+    """Reads and writes snapshot template rows."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, team_id: str, name: str) -> Template | None:
+        """A team's snapshot template by name."""
+        return (
+            await self.session.execute(
+                select(Template).where(Template.team_id == team_id, Template.name == name)
+            )
+        ).scalar_one_or_none()
+
+    async def list_for_team(self, team_id: str) -> Sequence[Template]:
+        """A team's snapshot templates, newest first."""
+        result = await self.session.execute(
+            select(Template).where(Template.team_id == team_id).order_by(Template.created_at.desc())
+        )
+        return result.scalars().all()

@@ -1,0 +1,1 @@
+"""The fleet: which host agents exist and how to reach them."""
