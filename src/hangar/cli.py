@@ -16,7 +16,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 admin_app = typer.Typer(no_args_is_help=True, help="Administration.")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never break lines: stderr is parsed
 
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="State directory (HANGAR_DATA_DIR).")

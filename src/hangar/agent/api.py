@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import HTTPConnection
 
 from hangar.agent.ptys import PtySession
 from hangar.agent.runtimes.base import (
@@ -78,7 +79,7 @@ def _entry(e: Any) -> WireEntry:
 def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
     """The agent's ASGI app."""
 
-    def authorize(request: Request) -> None:
+    def authorize(request: HTTPConnection) -> None:
         check(request.headers.get("authorization", ""), request.headers.get(PROTOCOL_HEADER))
 
     def check(header: str, protocol: str | None) -> None:

@@ -146,11 +146,13 @@ class CapsuleService:
                 f"timeout_sec must be between 1 and {self.settings.max_exec_timeout_sec}"
             )
         capsule = await self.running(team_id, capsule_id)
-        await self.touch(capsule)
         async with agent_call():
             r = await self.fleet.agent(capsule.host_id).exec(
                 capsule.id, ExecRequest(argv=argv, timeout=timeout_sec)
             )
+        # Touched after the command, not before: a write here would hold the database's
+        # write lock (SQLite) for as long as the command runs.
+        await self.touch(capsule)
         return ExecOutcome(
             stdout=base64.b64decode(r.stdout_b64),
             stderr=base64.b64decode(r.stderr_b64),

@@ -1,0 +1,86 @@
+"""Wire the jail runtime to the template store for one agent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from hangar.agent.runtimes.base import PathError
+from hangar.agent.runtimes.jail import JailRuntime
+from hangar.agent.service import TemplateMissing
+from hangar.agent.settings import AgentSettings
+from hangar.agent.templates import (
+    TemplateError,
+    TemplateNotFound,
+    TemplateStore,
+    default_cache_dir,
+)
+from hangar.agentproto.models import Template
+
+
+class StoreTemplates:
+    """The agent's view of a TemplateStore: async builds, cached sizes, agent errors."""
+
+    def __init__(self, store: TemplateStore) -> None:
+        self.store = store
+        self._sizes: dict[tuple[str, float], int] = {}
+        self._build_lock = asyncio.Lock()
+
+    async def ensure(self, name: str) -> Path:
+        """The rootfs, building a base template (minutes, once) off the event loop."""
+        try:
+            async with self._build_lock:
+                return await asyncio.to_thread(self.store.ensure, name)
+        except TemplateNotFound as exc:
+            raise TemplateMissing(f"no template named {name}") from exc
+        except ValueError as exc:  # invalid name
+            raise TemplateMissing(str(exc)) from exc
+        except TemplateError as exc:
+            raise PathError(str(exc)) from exc
+
+    def snapshot_dest(self, name: str) -> Path:
+        """Where the runtime writes a snapshot."""
+        return self.store.snapshot_dest(name)
+
+    def register_snapshot(self, name: str) -> None:
+        """Record a written snapshot."""
+        self.store.register_snapshot(name)
+
+    def list(self) -> list[Template]:
+        """Templates on this host, with sizes computed once per template version."""
+        out = []
+        for info in self.store.list():
+            key = (info.name, info.created_at)
+            if key not in self._sizes:
+                self._sizes[key] = self.store.size_bytes(info.name)
+            out.append(
+                Template(
+                    name=info.name,
+                    type=info.type.value,
+                    size_bytes=self._sizes[key],
+                    created_at=info.created_at,
+                )
+            )
+        return out
+
+    def delete(self, name: str) -> None:
+        """Remove a template; idempotent."""
+        try:
+            self.store.delete(name)
+        except TemplateNotFound:
+            return
+
+
+def build_jail(settings: AgentSettings) -> tuple[JailRuntime, StoreTemplates]:
+    """The jail runtime and its templates, under the agent's data directory."""
+    store = TemplateStore(
+        settings.data_dir / "templates",
+        mirror=settings.debian_mirror,
+        cache_dir=settings.template_cache or default_cache_dir(),
+    )
+    return JailRuntime(settings.data_dir / "sandboxes"), store_templates(store)
+
+
+def store_templates(store: TemplateStore) -> StoreTemplates:
+    """Wrap a store."""
+    return StoreTemplates(store)

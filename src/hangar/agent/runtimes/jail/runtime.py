@@ -1,0 +1,326 @@
+"""The `jail` runtime: bubblewrap namespaces + overlayfs + cgroups + an in-sandbox supervisor.
+
+Memory snapshots are not supported: CRIU does not work on this platform's kernels, so
+`snapshot` captures the root filesystem only and `pause` keeps memory by freezing in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+
+from hangar.agent.runtimes.base import (
+    ExecResult,
+    FileEntry,
+    InvalidState,
+    PathError,
+    Process,
+    Pty,
+    Runtime,
+    RuntimeError_,
+    SandboxInfo,
+    SandboxNotFound,
+    SandboxSpec,
+    SandboxState,
+    StartFailed,
+    Usage,
+)
+from hangar.agent.runtimes.jail import fs
+from hangar.agent.runtimes.jail.cgroups import Cgroups, Limits, detect
+from hangar.agent.runtimes.jail.sandbox import (
+    SANDBOX_ID,
+    Layout,
+    Record,
+    bwrap_argv,
+    launch,
+    validate,
+    write_config,
+)
+from hangar.agent.supervisor.client import SupervisorClient, SupervisorUnavailable
+
+
+class JailRuntime(Runtime):
+    """Sandboxes as bubblewrap jails on this host; needs root, bwrap, overlayfs and cgroups."""
+
+    name = "jail"
+
+    def __init__(self, state_root: Path, *, cgroups: Cgroups | None = None,
+                 bwrap: str = "bwrap", ready_timeout: float = 20.0) -> None:
+        self.state_root = state_root
+        self.bwrap = bwrap
+        self.ready_timeout = ready_timeout
+        self._cgroups = cgroups
+        self._records: dict[str, Record] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def cgroups(self) -> Cgroups:
+        """The host's cgroup driver, detected on first use."""
+        if self._cgroups is None:
+            self._cgroups = detect()
+        return self._cgroups
+
+    def layout(self, sandbox_id: str) -> Layout:
+        """Where a sandbox's state lives on the host."""
+        return Layout(self.state_root / sandbox_id)
+
+    def cgroup_paths(self, sandbox_id: str) -> list[Path]:
+        """The sandbox's cgroup directories (for inspection and tests)."""
+        return self.cgroups.paths(sandbox_id)
+
+    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+
+    def _record(self, sandbox_id: str) -> Record:
+        """The sandbox's record, loading it from disk if this runtime has not seen it yet."""
+        record = self._records.get(sandbox_id)
+        if record is None and SANDBOX_ID.match(sandbox_id):
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                record = Record.load(self.layout(sandbox_id).state)
+        if record is None:
+            raise SandboxNotFound(f"no sandbox {sandbox_id}")
+        self._records[sandbox_id] = record
+        return record
+
+    def _alive(self, record: Record) -> bool:
+        """Whether the sandbox's init is the very process we started."""
+        return (
+            record.init_pid is not None
+            and fs.process_start_time(record.init_pid) == record.init_start
+        )
+
+    def _state(self, record: Record) -> SandboxState:
+        if not self._alive(record):
+            return SandboxState.STOPPED
+        try:
+            frozen = self.cgroups.frozen(record.sandbox_id)
+        except OSError:
+            return SandboxState.STOPPED
+        return SandboxState.PAUSED if frozen else SandboxState.RUNNING
+
+    def _info(self, record: Record) -> SandboxInfo:
+        return SandboxInfo(record.sandbox_id, self._state(record), record.init_pid)
+
+    def _client(self, sandbox_id: str) -> SupervisorClient:
+        """A client for a running sandbox; InvalidState when it is paused or stopped."""
+        record = self._record(sandbox_id)
+        state = self._state(record)
+        if state is not SandboxState.RUNNING:
+            raise InvalidState(f"sandbox {sandbox_id} is {state}")
+        return SupervisorClient(self.layout(sandbox_id).socket)
+
+    @staticmethod
+    def _path(path: str) -> str:
+        """Paths must be absolute and NUL-free; they are resolved inside the sandbox."""
+        if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+            raise PathError(f"path must be absolute and contain no NUL: {path!r}")
+        return path
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        """Mount the overlay, make cgroups, start bwrap + supervisor and wait until it answers."""
+        try:
+            validate(spec)
+        except ValueError as exc:
+            raise StartFailed(str(exc)) from None
+        if os.geteuid() != 0:
+            raise StartFailed("the jail runtime needs root (overlay mounts and cgroups)")
+        if shutil.which(self.bwrap) is None:
+            raise StartFailed(f"{self.bwrap} not found: install bubblewrap")
+        async with self._lock(spec.sandbox_id):
+            layout = self.layout(spec.sandbox_id)
+            if spec.sandbox_id in self._records or layout.root.exists():
+                raise StartFailed(f"sandbox {spec.sandbox_id} already exists")
+            record = Record.from_spec(spec, self.cgroups.version)
+            try:
+                await asyncio.to_thread(self._start, record, layout)
+                await self._wait_ready(record, layout)
+            except BaseException as exc:
+                tail = layout.console_tail()
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._teardown, spec.sandbox_id)
+                if not isinstance(exc, Exception):
+                    raise
+                detail = f"; console: {tail}" if tail and tail not in str(exc) else ""
+                raise StartFailed(f"sandbox {spec.sandbox_id}: {exc}{detail}") from exc
+            self._records[spec.sandbox_id] = record
+            return self._info(record)
+
+    def _start(self, record: Record, layout: Layout) -> None:
+        """Blocking part of create: directories, overlay, cgroups, bwrap."""
+        layout.root.mkdir(parents=True, mode=0o700)
+        for path in (layout.upper, layout.work, layout.merged):
+            path.mkdir()
+        layout.run.mkdir(mode=0o700)
+        record.save(layout.state)  # first, so a crash below is still cleaned up by recover
+        fs.mount_overlay(Path(record.rootfs), layout.upper, layout.work, layout.merged)
+        limits = Limits(record.vcpus, record.memory_mb, record.pids_max)
+        self.cgroups.create(record.sandbox_id, limits)
+        write_config(layout, record.env)
+        argv = partial(bwrap_argv, self.bwrap, layout, record.hostname)
+        record.init_pid = launch(argv, layout, self.cgroups.join_files(record.sandbox_id))
+        record.init_start = fs.process_start_time(record.init_pid)
+        record.save(layout.state)
+
+    async def _wait_ready(self, record: Record, layout: Layout) -> None:
+        """Ping the supervisor until it answers; fail fast if the sandbox's init died."""
+        client = SupervisorClient(layout.socket)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ready_timeout
+        while True:
+            if not self._alive(record):
+                raise StartFailed("the sandbox's init exited during start")
+            try:
+                await client.ping()
+                return
+            except SupervisorUnavailable:
+                if loop.time() > deadline:
+                    raise StartFailed("the supervisor did not come up in time") from None
+                await asyncio.sleep(0.02)
+
+    def _teardown(self, sandbox_id: str) -> None:
+        """Kill, unmount, remove cgroups and the state directory; safe on partial state."""
+        layout = self.layout(sandbox_id)
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            record = Record.load(layout.state)
+            if record.init_pid and self._alive(record):  # even if its cgroup went missing
+                os.kill(record.init_pid, signal.SIGKILL)
+        self.cgroups.kill_all(sandbox_id)
+        fs.unmount(layout.merged)
+        self.cgroups.remove(sandbox_id)
+        if os.path.ismount(layout.merged):  # never recurse into a live root filesystem
+            raise RuntimeError_(f"{layout.merged} is still mounted")
+        if layout.root.exists():
+            shutil.rmtree(layout.root)
+
+    async def recover(self) -> list[SandboxInfo]:
+        """Re-adopt live sandboxes from their state dirs; clean up the dead ones."""
+        found: list[SandboxInfo] = []
+        if not self.state_root.is_dir():
+            return found
+        for entry in sorted(self.state_root.iterdir()):
+            if not entry.is_dir() or not SANDBOX_ID.match(entry.name):
+                continue
+            async with self._lock(entry.name):
+                try:
+                    record = Record.load(Layout(entry).state)
+                    alive = self._alive(record) and os.path.ismount(Layout(entry).merged)
+                except (OSError, ValueError, TypeError):
+                    alive = False
+                if not alive:
+                    self._records.pop(entry.name, None)
+                    await asyncio.to_thread(self._teardown, entry.name)
+                    continue
+                self._records[entry.name] = record
+                found.append(self._info(record))
+        return found
+
+    async def inspect(self, sandbox_id: str) -> SandboxInfo:
+        """Current state of one sandbox."""
+        return self._info(self._record(sandbox_id))
+
+    async def destroy(self, sandbox_id: str) -> None:
+        """Kill everything and remove its state; idempotent."""
+        if not SANDBOX_ID.match(sandbox_id):
+            return
+        async with self._lock(sandbox_id):
+            known = sandbox_id in self._records or self.layout(sandbox_id).root.exists()
+            if known or self.cgroups.exists(sandbox_id):
+                await asyncio.to_thread(self._teardown, sandbox_id)
+            self._records.pop(sandbox_id, None)
+        self._locks.pop(sandbox_id, None)
+
+    async def pause(self, sandbox_id: str) -> None:
+        """Freeze every process through the freezer cgroup and wait until it is frozen."""
+        async with self._lock(sandbox_id):
+            state = self._state(self._record(sandbox_id))
+            if state is SandboxState.STOPPED:
+                raise InvalidState(f"sandbox {sandbox_id} is stopped")
+            if state is SandboxState.RUNNING:
+                await asyncio.to_thread(self.cgroups.freeze, sandbox_id)
+
+    async def resume(self, sandbox_id: str) -> None:
+        """Thaw a paused sandbox."""
+        async with self._lock(sandbox_id):
+            state = self._state(self._record(sandbox_id))
+            if state is SandboxState.STOPPED:
+                raise InvalidState(f"sandbox {sandbox_id} is stopped")
+            await asyncio.to_thread(self.cgroups.set_frozen, sandbox_id, False)
+
+    async def snapshot(self, sandbox_id: str, dest: Path) -> int:
+        """Copy the merged root filesystem (frozen meanwhile) to `dest`; returns its bytes."""
+        async with self._lock(sandbox_id):
+            record = self._record(sandbox_id)
+            state = self._state(record)
+            if state is SandboxState.STOPPED:
+                raise InvalidState(f"sandbox {sandbox_id} is stopped")
+            if state is SandboxState.RUNNING:
+                await asyncio.to_thread(self.cgroups.freeze, sandbox_id)
+            try:
+                await asyncio.to_thread(fs.copy_tree, self.layout(sandbox_id).merged, dest)
+            finally:
+                if state is SandboxState.RUNNING:
+                    await asyncio.to_thread(self.cgroups.set_frozen, sandbox_id, False)
+        return await asyncio.to_thread(fs.allocated_bytes, dest)
+
+    async def usage(self, sandbox_id: str) -> Usage:
+        """CPU and memory from the cgroup, disk from the overlay's upper layer."""
+        self._record(sandbox_id)
+        cg = self.cgroups
+        disk = await asyncio.to_thread(fs.allocated_bytes, self.layout(sandbox_id).upper)
+        return Usage(cg.cpu_ns(sandbox_id), cg.mem_bytes(sandbox_id), disk)
+
+    # ------------------------------------------------------------ processes and files
+
+    async def exec(self, sandbox_id: str, argv: Sequence[str], *,
+                   env: Mapping[str, str] | None = None, cwd: str | None = None,
+                   timeout: float = 30.0, output_limit: int = 16 * 1024 * 1024) -> ExecResult:
+        """Run to completion as the sandbox user; the group is killed at `timeout`."""
+        client = self._client(sandbox_id)
+        return await client.exec(argv, env=env, cwd=cwd, timeout=timeout,
+                                 output_limit=output_limit)
+
+    async def spawn(self, sandbox_id: str, argv: Sequence[str], *,
+                    env: Mapping[str, str] | None = None, cwd: str | None = None) -> Process:
+        """Start a streamed process (killed when its Process's connection closes)."""
+        return await self._client(sandbox_id).spawn(argv, env=env, cwd=cwd)
+
+    async def open_pty(self, sandbox_id: str, argv: Sequence[str], *, cols: int = 80,
+                       rows: int = 24, env: Mapping[str, str] | None = None,
+                       cwd: str | None = None) -> Pty:
+        """Start a process on a new pseudo-terminal."""
+        client = self._client(sandbox_id)
+        return await client.open_pty(argv, cols=cols, rows=rows, env=env, cwd=cwd)
+
+    async def read_file(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
+        """Stream a file's bytes in chunks."""
+        client = self._client(sandbox_id)
+        async for chunk in client.read_file(self._path(path)):
+            yield chunk
+
+    async def write_file(self, sandbox_id: str, path: str, chunks: AsyncIterable[bytes], *,
+                         max_bytes: int) -> int:
+        """Write a file from chunks, creating parents; TooLarge (and no file) past max_bytes."""
+        client = self._client(sandbox_id)
+        return await client.write_file(self._path(path), chunks, max_bytes=max_bytes)
+
+    async def list_dir(self, sandbox_id: str, path: str, depth: int = 1) -> list[FileEntry]:
+        """Entries under `path`, `depth` levels deep."""
+        return await self._client(sandbox_id).list_dir(self._path(path), depth)
+
+    async def make_dir(self, sandbox_id: str, path: str) -> FileEntry:
+        """mkdir -p."""
+        return await self._client(sandbox_id).make_dir(self._path(path))
+
+    async def remove(self, sandbox_id: str, path: str) -> None:
+        """Remove a file or a directory tree."""
+        await self._client(sandbox_id).remove(self._path(path))
