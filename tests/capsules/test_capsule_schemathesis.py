@@ -8,8 +8,8 @@ Spec gap, allowed narrowly: many of these operations document no 400 at all (cre
 lists only 201 and 502), yet a server must refuse input it cannot honour (vcpus beyond the
 host's bounds, a NUL in a path, an unknown template). Such answers must be 400 in Wrenn's
 error shape with code `invalid_request`. Likewise an id naming no capsule gets 404
-`not_found` where the operation lists no 404 (pauseCapsule, resumeCapsule). Every other check (schema, content type, no 5xx)
-still applies to them.
+`not_found` where the operation lists no 404 (pauseCapsule, resumeCapsule). Every other
+check (schema, content type, no 5xx) still applies to them.
 
 The WebSocket operations (execStream, ptySession) are not HTTP request/response operations;
 test_capsules_api.py drives them with real WebSocket clients.
