@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,8 +14,10 @@ from hangar import __version__
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hangar compute platform.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
 admin_app = typer.Typer(no_args_is_help=True, help="Administration.")
+template_app = typer.Typer(no_args_is_help=True, help="Root filesystem templates of this host.")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(template_app, name="template")
 console = Console(stderr=True, soft_wrap=True)  # never break lines: stderr is parsed
 
 DataDir = Annotated[
@@ -176,6 +178,49 @@ def agent(
         raise typer.BadParameter("a TCP listener needs HANGAR_AGENT_TOKEN", param_hint="--listen")
     console.print(f"[bold]Hangar agent[/] {__version__} on {settings.address()}")
     run(settings)
+
+
+AgentDir = Annotated[
+    Path | None,
+    typer.Option("--agent-dir", help="The agent's data directory (default as `hangar agent`)."),
+]
+
+
+def _template_store(agent_dir: Path | None) -> Any:
+    from hangar.agent.jail_setup import build_jail
+    from hangar.agent.settings import AgentSettings
+
+    settings = AgentSettings(**({"data_dir": agent_dir} if agent_dir else {}))  # type: ignore[arg-type]
+    return build_jail(settings)[1].store
+
+
+@template_app.command("build")
+def template_build(
+    name: Annotated[str, typer.Argument(help="Base template to build.")] = "minimal",
+    force: Annotated[bool, typer.Option(help="Rebuild even when present.")] = False,
+    agent_dir: AgentDir = None,
+) -> None:
+    """Build a base template ahead of its first use (debootstrap; minutes, once)."""
+    rootfs = _template_store(agent_dir).build(name, force=force)
+    console.print(f"built [bold]{name}[/] at {rootfs}")
+
+
+@template_app.command("import")
+def template_import(
+    name: Annotated[str, typer.Argument(help="Name of the new base template.")],
+    tarball: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Rootfs tarball.")],
+    agent_dir: AgentDir = None,
+) -> None:
+    """Import a root filesystem tarball as a named base template."""
+    info = _template_store(agent_dir).import_tarball(name, tarball)
+    console.print(f"imported [bold]{info.name}[/] at {info.rootfs}")
+
+
+@template_app.command("list")
+def template_list(agent_dir: AgentDir = None) -> None:
+    """Templates on this host."""
+    for info in _template_store(agent_dir).list():
+        console.print(f"{info.name}\t{info.type.value}\t{info.rootfs}")
 
 
 @app.command()

@@ -106,8 +106,14 @@ def _check_name(name: str) -> str:
 class TemplateStore:
     """Root filesystems by name under `root`."""
 
-    def __init__(self, root: Path, *, mirror: str | None = None, suite: str = "bookworm",
-                 cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        mirror: str | None = None,
+        suite: str = "bookworm",
+        cache_dir: Path | None = None,
+    ) -> None:
         self.root = root
         self.mirror = mirror or system_mirror(suite)
         self.suite = suite
@@ -125,8 +131,9 @@ class TemplateStore:
             meta = json.loads((self._dir(name) / "meta.json").read_text())
         except FileNotFoundError:
             raise TemplateNotFound(name) from None
-        return TemplateInfo(name, TemplateType(meta["type"]), float(meta["created_at"]),
-                            self._dir(name) / "rootfs")
+        return TemplateInfo(
+            name, TemplateType(meta["type"]), float(meta["created_at"]), self._dir(name) / "rootfs"
+        )
 
     def list(self) -> list[TemplateInfo]:
         """Every complete template, by name."""
@@ -194,15 +201,27 @@ class TemplateStore:
                     _copy(source.build(name, force=force), staging / "rootfs", hardlink=True)
                 else:
                     self._debootstrap(name, staging)
-                return self._install(name, staging, TemplateType.BASE, suite=self.suite,
-                                     mirror=self.mirror, packages=BASE_PACKAGES[name])
+                return self._install(
+                    name,
+                    staging,
+                    TemplateType.BASE,
+                    suite=self.suite,
+                    mirror=self.mirror,
+                    packages=BASE_PACKAGES[name],
+                )
 
     def _debootstrap(self, name: str, staging: Path) -> None:
         """debootstrap --variant=minbase, then add the sandbox user and drop apt caches."""
         tool = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
         rootfs = staging / "rootfs"
-        argv = [tool, "--variant=minbase", f"--include={','.join(BASE_PACKAGES[name])}",
-                self.suite, str(rootfs), self.mirror]
+        argv = [
+            tool,
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES[name])}",
+            self.suite,
+            str(rootfs),
+            self.mirror,
+        ]
         log = staging / "build.log"
         with open(log, "wb") as out:
             proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)  # noqa: S603

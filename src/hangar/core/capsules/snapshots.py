@@ -120,6 +120,12 @@ class SnapshotService:
         template = await self.repo.get(team_id, name)
         if template is None:
             raise NotFound("template not found")
+        users = [
+            c.id for c in await self.capsules.capsules.list_live(team_id) if c.template == name
+        ]
+        if users:
+            # Its files are the read-only lower layer of those capsules' filesystems.
+            raise Conflict(f"template {name} is in use by {len(users)} capsule(s)")
         async with agent_call():
             await self.fleet.agent(template.host_id).delete_template(template.host_template)
         await self.session.delete(template)

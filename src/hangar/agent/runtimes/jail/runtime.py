@@ -50,8 +50,14 @@ class JailRuntime(Runtime):
 
     name = "jail"
 
-    def __init__(self, state_root: Path, *, cgroups: Cgroups | None = None,
-                 bwrap: str = "bwrap", ready_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        state_root: Path,
+        *,
+        cgroups: Cgroups | None = None,
+        bwrap: str = "bwrap",
+        ready_timeout: float = 20.0,
+    ) -> None:
         self.state_root = state_root
         self.bwrap = bwrap
         self.ready_timeout = ready_timeout
@@ -281,22 +287,41 @@ class JailRuntime(Runtime):
 
     # ------------------------------------------------------------ processes and files
 
-    async def exec(self, sandbox_id: str, argv: Sequence[str], *,
-                   env: Mapping[str, str] | None = None, cwd: str | None = None,
-                   timeout: float = 30.0, output_limit: int = 16 * 1024 * 1024) -> ExecResult:
+    async def exec(
+        self,
+        sandbox_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float = 30.0,
+        output_limit: int = 16 * 1024 * 1024,
+    ) -> ExecResult:
         """Run to completion as the sandbox user; the group is killed at `timeout`."""
         client = self._client(sandbox_id)
-        return await client.exec(argv, env=env, cwd=cwd, timeout=timeout,
-                                 output_limit=output_limit)
+        return await client.exec(argv, env=env, cwd=cwd, timeout=timeout, output_limit=output_limit)
 
-    async def spawn(self, sandbox_id: str, argv: Sequence[str], *,
-                    env: Mapping[str, str] | None = None, cwd: str | None = None) -> Process:
+    async def spawn(
+        self,
+        sandbox_id: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Process:
         """Start a streamed process (killed when its Process's connection closes)."""
         return await self._client(sandbox_id).spawn(argv, env=env, cwd=cwd)
 
-    async def open_pty(self, sandbox_id: str, argv: Sequence[str], *, cols: int = 80,
-                       rows: int = 24, env: Mapping[str, str] | None = None,
-                       cwd: str | None = None) -> Pty:
+    async def open_pty(
+        self,
+        sandbox_id: str,
+        argv: Sequence[str],
+        *,
+        cols: int = 80,
+        rows: int = 24,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Pty:
         """Start a process on a new pseudo-terminal."""
         client = self._client(sandbox_id)
         return await client.open_pty(argv, cols=cols, rows=rows, env=env, cwd=cwd)
@@ -307,8 +332,9 @@ class JailRuntime(Runtime):
         async for chunk in client.read_file(self._path(path)):
             yield chunk
 
-    async def write_file(self, sandbox_id: str, path: str, chunks: AsyncIterable[bytes], *,
-                         max_bytes: int) -> int:
+    async def write_file(
+        self, sandbox_id: str, path: str, chunks: AsyncIterable[bytes], *, max_bytes: int
+    ) -> int:
         """Write a file from chunks, creating parents; TooLarge (and no file) past max_bytes."""
         client = self._client(sandbox_id)
         return await client.write_file(self._path(path), chunks, max_bytes=max_bytes)

@@ -55,9 +55,14 @@ class Record:
     def from_spec(cls, spec: SandboxSpec, cgroup_version: int) -> Record:
         """A fresh record for a sandbox about to start."""
         return cls(
-            sandbox_id=spec.sandbox_id, rootfs=str(spec.rootfs), vcpus=spec.vcpus,
-            memory_mb=spec.memory_mb, pids_max=spec.pids_max, hostname=spec.hostname,
-            env=dict(spec.env), cgroup_version=cgroup_version,
+            sandbox_id=spec.sandbox_id,
+            rootfs=str(spec.rootfs),
+            vcpus=spec.vcpus,
+            memory_mb=spec.memory_mb,
+            pids_max=spec.pids_max,
+            hostname=spec.hostname,
+            env=dict(spec.env),
+            cgroup_version=cgroup_version,
         )
 
     def save(self, path: Path) -> None:
@@ -144,8 +149,12 @@ def validate(spec: SandboxSpec) -> None:
 def write_config(layout: Layout, env: Mapping[str, str]) -> None:
     """The supervisor's configuration, readable by root only."""
     config = {
-        "uid": UID, "gid": GID, "user": USER, "home": HOME,
-        "socket_dir": f"{IN_SANDBOX}/io", "env": {**BASE_ENV, **env},
+        "uid": UID,
+        "gid": GID,
+        "user": USER,
+        "home": HOME,
+        "socket_dir": f"{IN_SANDBOX}/io",
+        "env": {**BASE_ENV, **env},
     }
     path = layout.run / "config.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -190,8 +199,9 @@ def _join_cgroups(files: Sequence[Path]) -> None:
             os.close(fd)
 
 
-def launch(argv_for_fd: Any, layout: Layout, cgroup_files: Sequence[Path],
-           timeout: float = 10.0) -> int:
+def launch(
+    argv_for_fd: Any, layout: Layout, cgroup_files: Sequence[Path], timeout: float = 10.0
+) -> int:
     """Start bwrap detached from us (new session, re-parented to init); returns the init pid.
 
     `setsid --fork` makes bwrap a grandchild that outlives the agent without ever becoming
@@ -203,7 +213,10 @@ def launch(argv_for_fd: Any, layout: Layout, cgroup_files: Sequence[Path],
         with open(layout.console, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
                 ["setsid", "--fork", *argv],  # noqa: S607
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(info_w,),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(info_w,),
                 preexec_fn=lambda: _join_cgroups(cgroup_files),  # noqa: PLW1509
             )
             proc.wait()

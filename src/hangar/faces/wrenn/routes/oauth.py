@@ -28,9 +28,8 @@ def _is_https(request: Request) -> bool:
 def _callback_url(request: Request, platform_public_url: str | None, provider: str) -> str:
     # `request.url_for` resolves names on the outermost router, which differs between the main
     # port (face mounted under `/wrenn`) and a face port; the face app and root_path do not.
-    path = request.scope.get("root_path", "") + request.app.url_path_for(
-        "oauth_callback", provider=provider
-    )
+    root: str = request.scope.get("root_path", "")
+    path = root + str(request.app.url_path_for("oauth_callback", provider=provider))
     if platform_public_url:
         return platform_public_url.rstrip("/") + path
     return f"{request.url.scheme}://{request.url.netloc}{path}"
