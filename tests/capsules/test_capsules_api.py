@@ -322,6 +322,8 @@ def test_snapshot_template_carries_files(capi: httpx.Client, owner: Account) -> 
     )
     assert child.status_code == 201, child.text
     assert run(capi, owner, child.json()["id"], "cat /home/user/note.txt")["stdout"] == "kept\n"
+    in_use = capi.delete(f"/v1/snapshots/{name}", headers=owner.headers)
+    assert in_use.status_code == 409  # its files are the child's read-only layer
     capi.delete(f"/v1/capsules/{child.json()['id']}", headers=owner.headers)
     assert capi.delete(f"/v1/snapshots/{name}", headers=owner.headers).status_code == 204
     assert capi.delete(f"/v1/snapshots/{name}", headers=owner.headers).status_code == 404
