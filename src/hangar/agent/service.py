@@ -102,6 +102,7 @@ class Agent:
         self._tasks = [
             asyncio.create_task(self._sample_forever(), name="agent:metrics"),
             asyncio.create_task(self._reap_forever(), name="agent:pty-reaper"),
+            asyncio.create_task(self._warm_default_template(), name="agent:warm-template"),
         ]
 
     async def stop(self) -> None:
@@ -264,6 +265,13 @@ class Agent:
             except Exception:
                 log.exception("metrics.loop_failed")
             await asyncio.sleep(max(self._interval - (time.monotonic() - started), 0.05))
+
+    async def _warm_default_template(self) -> None:
+        # A fresh host builds `minimal` now rather than inside the first create request.
+        try:
+            await self.templates.ensure("minimal")
+        except Exception:
+            log.exception("template.warm_failed", template="minimal")
 
     async def _reap_forever(self) -> None:
         while True:
