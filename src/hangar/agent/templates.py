@@ -79,11 +79,11 @@ def system_mirror(suite: str = "bookworm", etc: Path = Path("/etc/apt")) -> str:
             pairs: list[tuple[list[str], list[str]]] = []
             if path.suffix == ".sources":
                 for block in text.split("\n\n"):
-                    fields = dict(
-                        (k.strip().lower(), v.split())
+                    fields = {
+                        k.strip().lower(): v.split()
                         for k, _, v in (ln.partition(":") for ln in block.splitlines())
                         if not k.startswith("#") and v
-                    )
+                    }
                     pairs.append((fields.get("uris", []), fields.get("suites", [])))
             else:
                 for line in text.splitlines():
@@ -241,7 +241,7 @@ class TemplateStore:
             rootfs.mkdir()
             try:
                 with tarfile.open(tarball_path, "r:*") as tar:
-                    tar.extractall(rootfs, numeric_owner=True, filter=_safe_member)
+                    tar.extractall(rootfs, numeric_owner=True, filter=_safe_member)  # noqa: S202 - filtered
             except (tarfile.TarError, OSError) as exc:
                 raise TemplateError(f"cannot import {tarball_path}: {exc}") from exc
             self._install(name, staging, TemplateType.BASE, source=str(tarball_path))
@@ -266,11 +266,11 @@ class TemplateStore:
         return self.info(name)
 
     def delete(self, name: str) -> None:
-        """Remove a template (sandboxes still using it as their lower layer must be gone)."""
+        """Remove a template; idempotent (sandboxes using it as their lower layer must be gone)."""
         target = self._dir(name)
-        if not target.exists():
-            raise TemplateNotFound(name)
         with self._locked(name):
+            if not target.exists():
+                return
             trash = self.root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
             os.rename(target, trash)
             shutil.rmtree(trash)
@@ -305,7 +305,7 @@ def _copy(source: Path, dest: Path, *, hardlink: bool) -> None:
     for flags in (["-al"] if hardlink else []) + ["-a"]:
         shutil.rmtree(dest, ignore_errors=True)
         argv = ["cp", flags, "--", str(source), str(dest)]
-        if subprocess.run(argv, capture_output=True, check=False).returncode == 0:  # noqa: S603,S607
+        if subprocess.run(argv, capture_output=True, check=False).returncode == 0:  # noqa: S603
             return
     raise TemplateError(f"copying {source} to {dest} failed")
 

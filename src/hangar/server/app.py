@@ -16,7 +16,7 @@ from hangar.core.platform import Platform
 from hangar.faces import wrenn
 from hangar.server.settings import Settings
 from hangar.web.correlation import CorrelationMiddleware
-from hangar.web.face import Face
+from hangar.web.face import Face, mount_face
 from hangar.web.health import router as health_router
 
 FACE_NAMES = (wrenn.NAME,)
@@ -60,5 +60,5 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router)
     for face in faces.values():
-        app.mount(face.prefix, face.app, name=face.name)
+        mount_face(app, face)
     return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.routing import Mount
 
 from hangar.core.platform import Platform
 from hangar.web.correlation import CorrelationMiddleware
@@ -36,3 +38,18 @@ def new_face_app(platform: Platform, *, title: str, version: str, description: s
     app.state.platform = platform
     app.add_middleware(CorrelationMiddleware)
     return app
+
+
+class _FaceMount(Mount):
+    """A mount that also takes paths holding a newline (`%0A`), which Starlette's pattern (`.`)
+    lets fall through to the main app's bare 404: every path under a face's prefix reaches the
+    face, and so gets the face's error shape."""
+
+    def __init__(self, face: Face) -> None:
+        super().__init__(face.prefix, app=face.app, name=face.name)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
+def mount_face(app: FastAPI, face: Face) -> None:
+    """Serve `face` under its prefix on `app` (the main port)."""
+    app.router.routes.append(_FaceMount(face))

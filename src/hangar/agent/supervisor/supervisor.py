@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import grp
 import json
 import os
 import pwd
@@ -93,30 +94,37 @@ class Conn:
         self.buf += data
         return True
 
+    def take(self) -> tuple[bytes, bytes] | None:
+        """One complete frame from the buffer, if there is one."""
+        if len(self.buf) < FRAME.size:
+            return None
+        kind, size = FRAME.unpack_from(self.buf)
+        if size > MAX_FRAME:
+            raise OpError("bad_request", "frame too large")
+        end = FRAME.size + size
+        if len(self.buf) < end:
+            return None
+        frame = (kind, self.buf[FRAME.size : end])
+        self.buf = self.buf[end:]
+        return frame
+
     def frames(self) -> list[tuple[bytes, bytes]]:
-        """Complete frames already buffered."""
+        """Every complete frame already buffered."""
         out = []
-        while len(self.buf) >= FRAME.size:
-            kind, size = FRAME.unpack_from(self.buf)
-            if size > MAX_FRAME:
-                raise OpError("bad_request", "frame too large")
-            if len(self.buf) < FRAME.size + size:
-                break
-            out.append((kind, self.buf[FRAME.size : FRAME.size + size]))
-            self.buf = self.buf[FRAME.size + size :]
+        frame = self.take()
+        while frame is not None:
+            out.append(frame)
+            frame = self.take()
         return out
 
     def frame(self) -> tuple[bytes, bytes] | None:
         """Block for the next frame; None on end of stream."""
-        while True:
-            ready = self.frames()
-            if ready:
-                kind, payload = ready[0]
-                rest = b"".join(FRAME.pack(k, len(p)) + p for k, p in ready[1:])
-                self.buf = rest + self.buf
-                return kind, payload
+        frame = self.take()
+        while frame is None:
             if not self.fill():
                 return None
+            frame = self.take()
+        return frame
 
     def send(self, kind: bytes, payload: bytes = b"") -> None:
         """Send one frame."""
@@ -143,13 +151,24 @@ def start(req: dict[str, Any], cfg: dict[str, Any], **kw: Any) -> subprocess.Pop
     env = dict(cfg.get("env") or {})
     env.update({str(k): str(v) for k, v in (req.get("env") or {}).items()})
     cwd = req.get("cwd") or cfg.get("home") or "/"
-    return subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True, **kw)
+    # argv list, no shell; it runs as the sandbox user inside the sandbox's namespaces.
+    return subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True, **kw)  # noqa: S603
 
 
 def killpg(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Signal a whole process group, ignoring ones already gone."""
+    """Signal a process group and whatever else is left in its session (a shell's jobs)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                session = int(f.read().rsplit(")", 1)[1].split()[3])
+            if session == pid:
+                os.kill(int(entry), sig)
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile, or not ours to signal
 
 
 class Pump:
@@ -168,7 +187,8 @@ class Pump:
         self.limit, self.open_outs, self.pending = limit, set(outs), bytearray()
         self.sent = {STDOUT: 0, STDERR: 0}
         self.truncated = {STDOUT: False, STDERR: False}
-        self.sel, self.masks, self.sock_open = selectors.DefaultSelector(), {}, True
+        self.sel, self.sock_open = selectors.DefaultSelector(), True
+        self.masks: dict[int, int] = {}
         for fd in [*outs, *([in_fd] if in_fd is not None else [])]:
             os.set_blocking(fd, False)
 
@@ -190,18 +210,22 @@ class Pump:
         self.masks = want
 
     def run(self, deadline: float | None = None) -> bool:
-        """Pump until every output closed (or went quiet after exit); True if timed out."""
+        """Pump until the process exits and its output closes or goes quiet; True if timed out."""
         timed_out, exited_at = False, None
-        while self.open_outs:
+        while True:
             now = time.monotonic()
             if exited_at is None and self.proc.poll() is not None:
                 exited_at = now
+            if exited_at is not None and not self.open_outs:
+                break
             if deadline is not None and now >= deadline:
                 timed_out, deadline = True, None
                 killpg(self.proc.pid)
             wait = 1.0 if deadline is None else max(0.0, deadline - now)
             if exited_at is not None:  # orphans may hold the pipes open forever
                 wait = min(wait, EXIT_GRACE)
+            elif not self.open_outs:  # output closed early: poll for the exit instead
+                wait = min(wait, 0.05)
             self.interest()
             ready = self.sel.select(wait)
             if not ready and exited_at is not None:
@@ -309,20 +333,7 @@ def op_exec(conn: Conn, req: dict[str, Any], cfg: dict[str, Any]) -> None:
 def op_spawn(conn: Conn, req: dict[str, Any], cfg: dict[str, Any]) -> None:
     """A streamed process with stdin; killed if the client disconnects."""
     pipe = subprocess.PIPE
-    try:
-        proc = start(req, cfg, stdin=pipe, stdout=pipe, stderr=pipe)
-    except OSError as exc:
-        conn.send_json(STARTED, {"pid": 0})
-        conn.send(STDERR, f"hangar: cannot run {req.get('argv')}: {exc}\n".encode())
-        conn.send_json(RESULT, {"exit_code": 127})
-        return
-    assert proc.stdin
-    assert proc.stdout
-    assert proc.stderr
-    conn.send_json(STARTED, {"pid": proc.pid})
-    outs = {proc.stdout.fileno(): STDOUT, proc.stderr.fileno(): STDERR}
-    Pump(conn, proc, outs, proc.stdin.fileno()).run()
-    conn.send_json(RESULT, {"exit_code": exit_code(proc.returncode)})
+    streamed(conn, req, cfg, None, stdin=pipe, stdout=pipe, stderr=pipe)
 
 
 def op_pty(conn: Conn, req: dict[str, Any], cfg: dict[str, Any]) -> None:
@@ -330,26 +341,44 @@ def op_pty(conn: Conn, req: dict[str, Any], cfg: dict[str, Any]) -> None:
     master, slave = os.openpty()
     size = struct.pack("HHHH", int(req.get("rows", 24)), int(req.get("cols", 80)), 0, 0)
     fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
-    req = dict(req, env=dict({"TERM": "xterm-256color"}, **(req.get("env") or {})))
+    set_ctty = lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # noqa: E731
     try:
-        proc = start(
+        streamed(
+            conn,
             req,
             cfg,
+            master,
             stdin=slave,
             stdout=slave,
             stderr=slave,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=set_ctty,
+            close_fds=True,
         )
+    finally:
+        os.close(master)
+
+
+def streamed(
+    conn: Conn, req: dict[str, Any], cfg: dict[str, Any], tty: int | None, **kw: Any
+) -> None:
+    """Start, report the pid, pump until exit, report the exit code (127: could not start)."""
+    try:
+        proc = start(req, cfg, **kw)
     except OSError as exc:
         conn.send_json(STARTED, {"pid": 0})
-        conn.send(STDOUT, f"hangar: cannot run {req.get('argv')}: {exc}\r\n".encode())
+        conn.send(STDERR if tty is None else STDOUT, f"hangar: cannot run: {exc}\r\n".encode())
         conn.send_json(RESULT, {"exit_code": 127})
         return
     finally:
-        os.close(slave)
+        if tty is not None:
+            os.close(kw["stdin"])  # our copy of the terminal's slave end
     conn.send_json(STARTED, {"pid": proc.pid})
-    Pump(conn, proc, {master: STDOUT}, master, tty=True).run()
-    os.close(master)
+    if tty is None:
+        assert proc.stdin and proc.stdout and proc.stderr  # noqa: PT018
+        outs = {proc.stdout.fileno(): STDOUT, proc.stderr.fileno(): STDERR}
+        Pump(conn, proc, outs, proc.stdin.fileno()).run()
+    else:
+        Pump(conn, proc, {tty: STDOUT}, tty, tty=True).run()
     conn.send_json(RESULT, {"exit_code": exit_code(proc.returncode)})
 
 
@@ -371,25 +400,18 @@ def entry(path: str, st: os.stat_result | None = None) -> dict[str, Any]:
         "mode": st.st_mode & 0o7777,
         "permissions": stat.filemode(st.st_mode),
         "owner": name_of(pwd.getpwuid, st.st_uid),
-        "group": group_name(st.st_gid),
+        "group": name_of(grp.getgrgid, st.st_gid),
         "modified_at": int(st.st_mtime),
         "symlink_target": target,
     }
 
 
 def name_of(lookup: Any, ident: int) -> str:
-    """A user's name, or the number when the sandbox's passwd does not know it."""
+    """A user's or group's name, or the number when the sandbox does not know it."""
     try:
         return str(lookup(ident)[0])
     except KeyError:
         return str(ident)
-
-
-def group_name(gid: int) -> str:
-    """A group's name, or the number."""
-    import grp
-
-    return name_of(grp.getgrgid, gid)
 
 
 def op_read(conn: Conn, req: dict[str, Any], cfg: dict[str, Any]) -> None:
@@ -462,10 +484,8 @@ def op_list(conn: Conn, req: dict[str, Any], cfg: dict[str, Any]) -> None:
         for item in items:
             out.append(entry(item.path, item.stat(follow_symlinks=False)))
             if level > 1 and item.is_dir(follow_symlinks=False):
-                try:
+                with contextlib.suppress(PermissionError):  # listed, but not entered
                     walk(item.path, level - 1)
-                except PermissionError:
-                    pass  # unreadable subtrees are listed but not entered
 
     walk(path, max(1, int(req.get("depth", 1))))
     conn.send_json(RESULT, {"entries": out})
@@ -488,16 +508,7 @@ def op_remove(conn: Conn, req: dict[str, Any], cfg: dict[str, Any]) -> None:
     conn.send_json(RESULT, {})
 
 
-OPS = {
-    "exec": op_exec,
-    "spawn": op_spawn,
-    "pty": op_pty,
-    "read": op_read,
-    "write": op_write,
-    "list": op_list,
-    "mkdir": op_mkdir,
-    "remove": op_remove,
-}
+OPS = {name[3:]: fn for name, fn in list(globals().items()) if name.startswith("op_")}
 
 
 # ---------------------------------------------------------------- serving
@@ -591,7 +602,13 @@ def main() -> None:
     listener.listen(128)
     while True:
         conn, _ = listener.accept()
-        if os.fork() == 0:
+        try:
+            pid = os.fork()
+        except OSError:  # pids.max or memory exhausted by the user: refuse, never die
+            conn.close()
+            time.sleep(0.05)
+            continue
+        if pid == 0:
             listener.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             try:

@@ -1,7 +1,16 @@
 """The `jail` runtime: bubblewrap namespaces + overlayfs + cgroups + an in-sandbox supervisor.
 
-Memory snapshots are not supported: CRIU does not work on this platform's kernels, so
-`snapshot` captures the root filesystem only and `pause` keeps memory by freezing in place.
+Per sandbox, `<state_root>/<id>/` holds `state.json`, the overlay's `upper/`, `work/` and
+`merged/` (mounted in the host namespace so it outlives the agent), `run/` (the supervisor's
+config and socket, root-only) and `console.log`. bwrap is started through `setsid --fork`
+after joining the sandbox's cgroups, so sandboxes are never the agent's children and survive
+it; a restarted agent finds them again with `recover()`. Under systemd, give the agent's unit
+`KillMode=process` (or `Delegate=yes`) so stopping it does not kill its cgroup's leftovers.
+
+Needs root: overlay mounts and cgroups are host-wide (no rootless mode, hence no user
+namespace). Memory snapshots are not supported: CRIU does not work on this platform's
+kernels, so `snapshot` captures the root filesystem only, and `pause` keeps memory by
+freezing processes in place.
 """
 
 from __future__ import annotations
@@ -217,18 +226,23 @@ class JailRuntime(Runtime):
             if not entry.is_dir() or not SANDBOX_ID.match(entry.name):
                 continue
             async with self._lock(entry.name):
-                try:
-                    record = Record.load(Layout(entry).state)
-                    alive = self._alive(record) and os.path.ismount(Layout(entry).merged)
-                except (OSError, ValueError, TypeError):
-                    alive = False
-                if not alive:
+                record = await asyncio.to_thread(self._live_record, entry.name)
+                if record is None:
                     self._records.pop(entry.name, None)
                     await asyncio.to_thread(self._teardown, entry.name)
                     continue
                 self._records[entry.name] = record
                 found.append(self._info(record))
         return found
+
+    def _live_record(self, sandbox_id: str) -> Record | None:
+        """The record of a sandbox whose init still runs on its mounted root, else None."""
+        layout = self.layout(sandbox_id)
+        try:
+            record = Record.load(layout.state)
+        except (OSError, ValueError, TypeError):
+            return None
+        return record if self._alive(record) and os.path.ismount(layout.merged) else None
 
     async def inspect(self, sandbox_id: str) -> SandboxInfo:
         """Current state of one sandbox."""
@@ -282,8 +296,11 @@ class JailRuntime(Runtime):
         """CPU and memory from the cgroup, disk from the overlay's upper layer."""
         self._record(sandbox_id)
         cg = self.cgroups
-        disk = await asyncio.to_thread(fs.allocated_bytes, self.layout(sandbox_id).upper)
-        return Usage(cg.cpu_ns(sandbox_id), cg.mem_bytes(sandbox_id), disk)
+        try:
+            disk = await asyncio.to_thread(fs.allocated_bytes, self.layout(sandbox_id).upper)
+            return Usage(cg.cpu_ns(sandbox_id), cg.mem_bytes(sandbox_id), disk)
+        except OSError as exc:
+            raise InvalidState(f"sandbox {sandbox_id} has no usage to report: {exc}") from exc
 
     # ------------------------------------------------------------ processes and files
 

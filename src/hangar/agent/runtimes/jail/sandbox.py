@@ -8,7 +8,7 @@ import re
 import select
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,7 @@ def bwrap_argv(bwrap: str, layout: Layout, hostname: str, info_fd: int) -> list[
         "--proc", "/proc",
         "--ro-bind", "/proc/sys", "/proc/sys",  # sysctls obey uid 0 alone: keep them out
         "--dev", "/dev",
-        "--perms", "1777", "--tmpfs", "/dev/shm",
+        "--perms", "1777", "--tmpfs", "/dev/shm",  # noqa: S108 - inside the sandbox
         "--tmpfs", "/run",
         "--ro-bind", str(SCRIPT), f"{IN_SANDBOX}/supervisor.py",
         "--bind", str(layout.run), f"{IN_SANDBOX}/io",
@@ -200,7 +200,10 @@ def _join_cgroups(files: Sequence[Path]) -> None:
 
 
 def launch(
-    argv_for_fd: Any, layout: Layout, cgroup_files: Sequence[Path], timeout: float = 10.0
+    argv_for_fd: Callable[[int], list[str]],
+    layout: Layout,
+    cgroup_files: Sequence[Path],
+    timeout: float = 10.0,
 ) -> int:
     """Start bwrap detached from us (new session, re-parented to init); returns the init pid.
 
@@ -209,7 +212,7 @@ def launch(
     """
     info_r, info_w = os.pipe()
     try:
-        argv: list[str] = argv_for_fd(info_w)
+        argv = argv_for_fd(info_w)
         with open(layout.console, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
                 ["setsid", "--fork", *argv],  # noqa: S607
@@ -217,7 +220,7 @@ def launch(
                 stdout=log,
                 stderr=log,
                 pass_fds=(info_w,),
-                preexec_fn=lambda: _join_cgroups(cgroup_files),  # noqa: PLW1509
+                preexec_fn=lambda: _join_cgroups(cgroup_files),
             )
             proc.wait()
         os.close(info_w)

@@ -1,0 +1,1 @@
+"""Tests of the sandbox runtimes, the supervisor and the template store."""
