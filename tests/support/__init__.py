@@ -1,0 +1,1 @@
+"""Test support: a fake GitHub, live Hangar servers and Wrenn API helpers."""
