@@ -21,7 +21,6 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,32 +29,17 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
-from support.live import REPO_ROOT, LiveServer
+from support.live import LiveServer
+from support.spec import ALL_BUT_STATUS, CHECKS, load_wrenn_schema
 from support.wrenn import Wrenn
 
-SPECS_DIR = Path(os.environ.get("HANGAR_SPECS_DIR") or REPO_ROOT.parent / "shared" / "specs")
-SPEC = SPECS_DIR / "wrenn-openapi.yaml"
 MAX_EXAMPLES = int(os.environ.get("HANGAR_SCHEMATHESIS_CAPSULE_EXAMPLES", "12"))
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
 
 
 @pytest.fixture(scope="module")
 def schema() -> schemathesis.BaseSchema:
-    if not SPEC.is_file():
-        pytest.skip(f"{SPEC} not found; set HANGAR_SPECS_DIR to the directory holding it")
-    return schemathesis.openapi.from_path(SPEC)
+    return load_wrenn_schema()
 
 
 @dataclass
@@ -236,7 +220,7 @@ def test_capsule_operation_conforms_to_the_wrenn_spec(
         if allowed is not None and not _documented(case, response.status_code):
             case.validate_response(
                 response,
-                checks=[c for c in CHECKS if c is not status_code_conformance],
+                checks=ALL_BUT_STATUS,
                 headers=world.headers,
             )
             assert response.json()["error"]["code"] == allowed, response.text

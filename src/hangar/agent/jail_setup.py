@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from hangar.agent.runtimes.base import PathError
@@ -18,6 +20,38 @@ from hangar.agent.templates import (
 from hangar.agentproto.models import Template
 
 
+async def _in_daemon_thread(fn: Callable[[str], Path], arg: str) -> Path:
+    """Run a blocking build off the loop in a daemon thread.
+
+    `asyncio.to_thread` threads are joined at exit, so Ctrl-C during a first-start
+    debootstrap would wait minutes; a daemon thread dies with the process instead (the
+    store's next build starts from a fresh staging directory).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Path] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = fn(arg)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=work, name=f"template-build:{arg}", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Path], result: Path | None, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        assert result is not None
+        future.set_result(result)
+
+
 class StoreTemplates:
     """The agent's view of a TemplateStore: async builds, cached sizes, agent errors."""
 
@@ -30,7 +64,7 @@ class StoreTemplates:
         """The rootfs, building a base template (minutes, once) off the event loop."""
         try:
             async with self._build_lock:
-                return await asyncio.to_thread(self.store.ensure, name)
+                return await _in_daemon_thread(self.store.ensure, name)
         except TemplateNotFound as exc:
             raise TemplateMissing(f"no template named {name}") from exc
         except ValueError as exc:  # invalid name
