@@ -68,6 +68,11 @@ class CoreSettings(BaseSettings):
     )
     oauth_github: GitHubOAuthSettings | None = None
     capsules: CapsuleSettings = Field(default_factory=CapsuleSettings)
+    nats_url: str | None = Field(
+        default=None, description="NATS server with JetStream; events are published there when set."
+    )
+    nats_stream: str = "HANGAR"
+    nats_subject_prefix: str = "hangar.events"
     log_level: str = "info"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

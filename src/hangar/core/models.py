@@ -7,4 +7,5 @@ def import_all_models() -> None:
     """Import each feature's models module (their import registers the tables)."""
     import hangar.core.apikeys.models
     import hangar.core.capsules.models
+    import hangar.core.events.models
     import hangar.core.identity.models  # noqa: F401

@@ -9,6 +9,7 @@ from hangar.core.auth.tokens import UserTokens
 from hangar.core.config import CoreSettings
 from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
+from hangar.core.events.bus import EventBus
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.security.jwt import TokenSigner, load_or_create_keys
 from hangar.core.security.passwords import PasswordHasher
@@ -30,6 +31,7 @@ class Platform:
         self.oauth_states = OAuthStates(self.signer)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0), follow_redirects=False)
         self.fleet = Fleet()
+        self.bus = EventBus()
         self.oauth_providers: dict[str, GitHubProvider] = {}
         if settings.oauth_github is not None:
             self.oauth_providers["github"] = GitHubProvider(settings.oauth_github, self.http)

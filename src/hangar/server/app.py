@@ -11,6 +11,9 @@ from fastapi import FastAPI
 
 from hangar.agentproto.client import AgentClient
 from hangar.core.capsules.reconciler import CapsuleReconciler
+from hangar.core.events.envelope import Event
+from hangar.core.events.nats import NatsEvents
+from hangar.core.events.relay import Relay
 from hangar.core.fleet.gateway import AgentHandle
 from hangar.core.platform import Platform
 from hangar.faces import wrenn
@@ -20,6 +23,25 @@ from hangar.web.face import Face, mount_face
 from hangar.web.health import router as health_router
 
 FACE_NAMES = (wrenn.NAME,)
+
+
+async def start_events(platform: Platform, settings: Settings) -> tuple[NatsEvents | None, Relay]:
+    """The outbox relay and its sinks: NATS when configured (feeding every replica's bus)."""
+    if settings.nats_url:
+        nats_events = NatsEvents(
+            settings.nats_url,
+            stream=settings.nats_stream,
+            subject_prefix=settings.nats_subject_prefix,
+        )
+        await nats_events.connect()
+        await nats_events.feed(platform.bus)
+        return nats_events, Relay(platform.db, [nats_events.publish])
+
+    async def to_bus(events: list[Event]) -> None:
+        for event in events:
+            platform.bus.publish(event)
+
+    return None, Relay(platform.db, [to_bus])
 
 
 def build_faces(platform: Platform, settings: Settings) -> dict[str, Face]:
@@ -45,13 +67,21 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                 )
             )
         reconciler = CapsuleReconciler(platform.db, platform.fleet, settings.capsules)
-        task = asyncio.create_task(reconciler.run_forever(), name="capsules:reconciler")
+        nats_events, relay = await start_events(platform, settings)
+        tasks = [
+            asyncio.create_task(reconciler.run_forever(), name="capsules:reconciler"),
+            asyncio.create_task(relay.run_forever(), name="events:relay"),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if nats_events is not None:
+                await nats_events.close()
             await platform.stop()
 
     app = FastAPI(title="Hangar", version="0.1.0", lifespan=lifespan, docs_url=None)

@@ -18,6 +18,7 @@ from hangar.core.capsules.rules import check_resources, sandbox_path
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
 from hangar.core.errors import InvalidInput, InvalidState, NotFound
+from hangar.core.events.outbox import record
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.ids import new_id
 
@@ -111,8 +112,25 @@ class CapsuleService:
         capsule.started_at = now
         capsule.last_active_at = now
         self.session.add(capsule)
+        self._event("capsule.created", capsule)
+        self._event("capsule.running", capsule)
         await self.session.flush()
         return capsule
+
+    def _event(self, type_: str, capsule: Capsule) -> None:
+        record(
+            self.session,
+            type_,
+            team_id=capsule.team_id,
+            payload={
+                "capsule_id": capsule.id,
+                "template": capsule.template,
+                "vcpus": capsule.vcpus,
+                "memory_mb": capsule.memory_mb,
+                "host_id": capsule.host_id,
+                "status": capsule.status,
+            },
+        )
 
     async def destroy(self, team_id: str, capsule_id: str) -> None:
         """Destroy a capsule (its host first, so nothing keeps running unbilled)."""
@@ -126,6 +144,7 @@ class CapsuleService:
                 await self.fleet.agent(capsule.host_id).destroy_sandbox(capsule.id)
         capsule.status = CapsuleStatus.STOPPED
         capsule.destroyed_at = utcnow()
+        self._event("capsule.destroyed", capsule)
         await self.session.flush()
 
     async def touch(self, capsule: Capsule) -> None:
@@ -188,6 +207,7 @@ class CapsuleService:
             ]
         await self.capsules.replace_metric_samples(capsule.id, rows)
         capsule.status = CapsuleStatus.PAUSED
+        self._event("capsule.paused", capsule)
         await self.session.flush()
 
     async def resume(self, team_id: str, capsule_id: str) -> Capsule:
@@ -199,6 +219,7 @@ class CapsuleService:
             await self.fleet.agent(capsule.host_id).resume(capsule.id)
         capsule.status = CapsuleStatus.RUNNING
         capsule.last_active_at = utcnow()
+        self._event("capsule.running", capsule)
         await self.session.flush()
         return capsule
 

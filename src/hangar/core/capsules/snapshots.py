@@ -14,6 +14,7 @@ from hangar.core.capsules.repository import TemplateRepository
 from hangar.core.capsules.rules import check_template_name
 from hangar.core.capsules.service import DEFAULT_TEMPLATE, CapsuleService
 from hangar.core.errors import Conflict, InvalidState, NotFound
+from hangar.core.events.outbox import record
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.ids import new_id
 
@@ -71,6 +72,12 @@ class SnapshotService:
             size_bytes=made.size_bytes,
         )
         self.session.add(template)
+        record(
+            self.session,
+            "template.snapshot.created",
+            team_id=team_id,
+            payload={"name": name, "capsule_id": capsule.id, "size_bytes": made.size_bytes},
+        )
         await self.capsules.destroy_row(capsule)
         await self.session.flush()
         return template
@@ -129,4 +136,5 @@ class SnapshotService:
         async with agent_call():
             await self.fleet.agent(template.host_id).delete_template(template.host_template)
         await self.session.delete(template)
+        record(self.session, "template.snapshot.deleted", team_id=team_id, payload={"name": name})
         await self.session.flush()
