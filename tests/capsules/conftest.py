@@ -25,6 +25,7 @@ from support.live import (
     make_settings,
     run_in_thread,
 )
+from support.receiver import Receiver, running_receiver
 from support.wrenn import Account, Wrenn
 
 
@@ -107,8 +108,18 @@ def agent(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ag
 
 
 @pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    """Stands in for every notification provider (Telegram's API base URL points here)."""
+    with running_receiver() as r:
+        yield r
+
+
+@pytest.fixture(scope="session")
 def capsule_server(
-    backend: str, agent: AgentProcess, tmp_path_factory: pytest.TempPathFactory
+    backend: str,
+    agent: AgentProcess,
+    receiver: Receiver,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp(f"hangar-capsules-{backend}")
 
@@ -118,6 +129,9 @@ def capsule_server(
         settings.capsules.reconcile_seconds = 0.5
         settings.capsules.usage_sample_seconds = 1.0
         settings.capsules.max_file_bytes = 8 * 1024 * 1024
+        settings.channels.telegram_api_url = f"{receiver.url}/telegram"
+        settings.channels.backoff_base_seconds = 0.2
+        settings.channels.poll_seconds = 0.1
         with run_in_thread(backend, settings) as live:
             yield live
 

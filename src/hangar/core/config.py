@@ -43,6 +43,17 @@ class CapsuleSettings(BaseModel):
     orphan_grace_seconds: float = 600.0
 
 
+class ChannelSettings(BaseModel):
+    """Notification delivery."""
+
+    telegram_api_url: str = "https://api.telegram.org"
+    max_attempts: int = 8
+    backoff_base_seconds: float = 2.0
+    backoff_cap_seconds: float = 600.0
+    send_timeout_seconds: float = 10.0
+    poll_seconds: float = 0.5
+
+
 class CoreSettings(BaseSettings):
     """Everything the core reads from the environment."""
 
@@ -68,6 +79,12 @@ class CoreSettings(BaseSettings):
     )
     oauth_github: GitHubOAuthSettings | None = None
     capsules: CapsuleSettings = Field(default_factory=CapsuleSettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    sealing_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Base64 AES-256 keys sealing channel secrets; the first seals, all open. "
+        "Generated and kept in the data directory when empty.",
+    )
     nats_url: str | None = Field(
         default=None, description="NATS server with JetStream; events are published there when set."
     )

@@ -7,5 +7,6 @@ def import_all_models() -> None:
     """Import each feature's models module (their import registers the tables)."""
     import hangar.core.apikeys.models
     import hangar.core.capsules.models
+    import hangar.core.channels.models
     import hangar.core.events.models
     import hangar.core.identity.models  # noqa: F401

@@ -6,6 +6,7 @@ import httpx
 
 from hangar.core.auth.oauth import GitHubProvider, OAuthStates
 from hangar.core.auth.tokens import UserTokens
+from hangar.core.channels.registry import providers as channel_providers
 from hangar.core.config import CoreSettings
 from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
@@ -13,6 +14,7 @@ from hangar.core.events.bus import EventBus
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.security.jwt import TokenSigner, load_or_create_keys
 from hangar.core.security.passwords import PasswordHasher
+from hangar.core.security.sealing import Sealer, load_or_create_sealing_keys
 
 
 class Platform:
@@ -32,6 +34,12 @@ class Platform:
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0), follow_redirects=False)
         self.fleet = Fleet()
         self.bus = EventBus()
+        self.sealer = Sealer(
+            load_or_create_sealing_keys(
+                [k.get_secret_value() for k in settings.sealing_keys], settings.data_dir
+            )
+        )
+        self.channel_providers = channel_providers(settings.channels)
         self.oauth_providers: dict[str, GitHubProvider] = {}
         if settings.oauth_github is not None:
             self.oauth_providers["github"] = GitHubProvider(settings.oauth_github, self.http)

@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from hangar.agentproto.client import AgentClient
 from hangar.core.capsules.reconciler import CapsuleReconciler
+from hangar.core.channels.delivery import DeliveryWorker
+from hangar.core.channels.service import enqueue_deliveries
 from hangar.core.events.envelope import Event
 from hangar.core.events.nats import NatsEvents
 from hangar.core.events.relay import Relay
@@ -19,6 +21,7 @@ from hangar.core.platform import Platform
 from hangar.faces import wrenn
 from hangar.server.settings import Settings
 from hangar.web.correlation import CorrelationMiddleware
+from hangar.web.events import router as events_router
 from hangar.web.face import Face, mount_face
 from hangar.web.health import router as health_router
 
@@ -35,13 +38,15 @@ async def start_events(platform: Platform, settings: Settings) -> tuple[NatsEven
         )
         await nats_events.connect()
         await nats_events.feed(platform.bus)
-        return nats_events, Relay(platform.db, [nats_events.publish])
+        return nats_events, Relay(
+            platform.db, [nats_events.publish], transactional=[enqueue_deliveries]
+        )
 
     async def to_bus(events: list[Event]) -> None:
         for event in events:
             platform.bus.publish(event)
 
-    return None, Relay(platform.db, [to_bus])
+    return None, Relay(platform.db, [to_bus], transactional=[enqueue_deliveries])
 
 
 def build_faces(platform: Platform, settings: Settings) -> dict[str, Face]:
@@ -71,6 +76,16 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(reconciler.run_forever(), name="capsules:reconciler"),
             asyncio.create_task(relay.run_forever(), name="events:relay"),
+            asyncio.create_task(
+                DeliveryWorker(
+                    platform.db,
+                    platform.sealer,
+                    platform.channel_providers,
+                    platform.http,
+                    settings.channels,
+                ).run_forever(),
+                name="channels:delivery",
+            ),
         ]
         try:
             yield
@@ -89,6 +104,7 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.state.faces = faces
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router)
+    app.include_router(events_router)
     for face in faces.values():
         mount_face(app, face)
     return app

@@ -54,7 +54,11 @@ class Event:
     @classmethod
     def from_json(cls, data: bytes) -> Event:
         """Parse what `to_json` wrote."""
-        raw = json.loads(data)
+        return cls.from_dict(json.loads(data))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        """Parse what `to_dict` wrote."""
         return cls(
             raw["id"],
             raw["type"],

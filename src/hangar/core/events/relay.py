@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.clock import utcnow
 from hangar.core.db import Database
@@ -16,16 +17,25 @@ from hangar.core.events.models import OutboxEvent
 
 log = structlog.get_logger("hangar.events.relay")
 Sink = Callable[[list[Event]], Awaitable[None]]
+# Runs inside the relay's transaction: what it writes commits exactly with the progress mark.
+TransactionalSink = Callable[[AsyncSession, list[Event]], Awaitable[None]]
 
 
 class Relay:
     """Claims pending events (SKIP LOCKED on PostgreSQL, so relays can run side by side)."""
 
     def __init__(
-        self, db: Database, sinks: list[Sink], *, batch: int = 100, interval: float = 0.2
+        self,
+        db: Database,
+        sinks: list[Sink],
+        *,
+        transactional: list[TransactionalSink] | None = None,
+        batch: int = 100,
+        interval: float = 0.2,
     ) -> None:
         self.db = db
         self.sinks = sinks
+        self.transactional = transactional or []
         self.batch = batch
         self.interval = interval
         self.wake = asyncio.Event()
@@ -49,6 +59,8 @@ class Relay:
             if not rows:
                 return 0
             events = [Event.from_row(r) for r in rows]
+            for in_tx in self.transactional:
+                await in_tx(session, events)
             for sink in self.sinks:
                 await sink(events)
             now = utcnow()

@@ -8,6 +8,7 @@ from hangar.faces.wrenn.routes import (
     api_keys,
     auth,
     capsules,
+    channels,
     files,
     oauth,
     snapshots,
@@ -31,6 +32,17 @@ def create_face(platform: Platform, settings: WrennSettings) -> Face:
     )
     app.state.wrenn_settings = settings
     errors.install(app)
-    for module in (auth, oauth, api_keys, users, teams, capsules, files, snapshots, streams):
+    for module in (
+        auth,
+        oauth,
+        api_keys,
+        users,
+        teams,
+        capsules,
+        files,
+        snapshots,
+        streams,
+        channels,
+    ):
         app.include_router(module.router)
     return Face(NAME, app)

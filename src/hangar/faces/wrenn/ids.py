@@ -11,6 +11,7 @@ USER = "usr"
 TEAM = "team"
 KEY = "key"
 CAPSULE = "cl"
+CHANNEL = "ch"
 
 
 def encode(prefix: str, core_id: str) -> str:

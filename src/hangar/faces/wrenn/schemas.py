@@ -230,3 +230,44 @@ class MakeDirResponse(BaseModel):
 
 class RemoveRequest(Wire):
     path: str
+
+
+# channels --------------------------------------------------------------------------------
+
+ProviderName = Literal["discord", "slack", "teams", "googlechat", "telegram", "matrix", "webhook"]
+
+
+class CreateChannelRequest(Wire):
+    name: str
+    provider: ProviderName
+    config: dict[str, str]
+    events: list[str]
+
+
+class TestChannelRequest(Wire):
+    provider: ProviderName
+    config: dict[str, str]
+
+
+class RotateConfigRequest(Wire):
+    config: dict[str, str]
+
+
+class UpdateChannelRequest(Wire):
+    name: str
+    events: list[str]
+
+
+class ChannelResponse(BaseModel):
+    id: str
+    team_id: str
+    name: str
+    provider: ProviderName
+    events: list[str]
+    created_at: datetime
+    updated_at: datetime
+    secret: str | None = None
+
+
+class TestChannelResponse(BaseModel):
+    status: str

@@ -1,0 +1,1 @@
+"""Notification channels: where a team's events are sent, and the log of every delivery."""

@@ -1,0 +1,1 @@
+"""Channel providers: one module per destination, each speaking that destination's format."""

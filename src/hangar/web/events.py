@@ -1,0 +1,144 @@
+"""`GET /events` on the main port: a team's events as a server-sent event stream.
+
+Every replica's `platform.bus` carries every committed event (relayed locally, or fanned in
+from NATS), so a client may connect to any replica. Only events of the token's team are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from hangar.core.auth.service import AuthService
+from hangar.core.errors import DomainError, Unauthenticated
+from hangar.core.events.bus import EventBus
+from hangar.core.events.envelope import Event
+from hangar.core.platform import Platform
+from hangar.web.deps import PlatformDep
+
+router = APIRouter(tags=["events"])
+
+HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies from closing idle streams
+CONNECTED = b": connected\n\n"  # sent once subscribed: events from here on are delivered
+PING = b": ping\n\n"
+
+
+def format_event(event: Event) -> bytes:
+    """One SSE message: `id`, `event` (the type) and the envelope as one line of JSON."""
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event.id.encode(),
+        event.type.encode(),
+        event.to_json(),
+    )
+
+
+async def team_events(
+    bus: EventBus, team_id: str, types: frozenset[str] | None, heartbeat: float
+) -> AsyncGenerator[bytes, None]:
+    """The SSE byte stream of one team's events, with a ping when nothing was sent a while."""
+    async with bus.subscribe() as queue:
+        yield CONNECTED
+        last_sent = time.monotonic()
+        while True:
+            wait = last_sent + heartbeat - time.monotonic()
+            try:
+                if wait <= 0:
+                    raise TimeoutError
+                event = await asyncio.wait_for(queue.get(), wait)
+            except TimeoutError:
+                last_sent = time.monotonic()
+                yield PING
+                continue
+            if event.team_id != team_id or (types is not None and event.type not in types):
+                continue
+            last_sent = time.monotonic()
+            yield format_event(event)
+
+
+class EventStreamResponse(StreamingResponse):
+    """Streams until the generator ends or the client goes away, whichever comes first.
+
+    The disconnect is watched for directly (not left to the next write failing), so a
+    subscription ends as soon as its client does, whatever ASGI spec version the server has.
+    """
+
+    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(
+            body,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            media_type="text/event-stream",
+        )
+        self.events = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the headers, then each chunk; stop on `http.disconnect`."""
+        async with anyio.create_task_group() as group:
+
+            async def watch_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch_disconnect)
+            try:
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+                )
+                async with contextlib.aclosing(self.events) as chunks:
+                    async for chunk in chunks:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:  # the connection broke while writing: the client is gone
+                pass
+            group.cancel_scope.cancel()
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _team_of(platform: Platform, authorization: str | None) -> str:
+    """The team a user token acts for; Unauthenticated or Forbidden otherwise."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing bearer token")
+    async with platform.db.session() as session:  # closed before streaming starts
+        principal = await AuthService(session, platform.hasher, platform.user_tokens).authenticate(
+            token.strip()
+        )
+    return principal.require_team()
+
+
+@router.get(
+    "/events",
+    response_class=EventStreamResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the team's events"},
+        401: {"description": "missing or invalid user token"},
+    },
+)
+async def events(
+    platform: PlatformDep,
+    authorization: Annotated[str | None, Header()] = None,
+    types: Annotated[str | None, Query(description="Only these event types: `a,b`")] = None,
+) -> Response:
+    """Stream the events of the token's team (`Authorization: Bearer <user JWT>`)."""
+    try:
+        team_id = await _team_of(platform, authorization)
+    except Unauthenticated as exc:
+        response = _error(401, exc.code, exc.message)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    except DomainError as exc:
+        return _error(403, exc.code, exc.message)
+    wanted = frozenset(t.strip() for t in types.split(",") if t.strip()) if types else None
+    return EventStreamResponse(team_events(platform.bus, team_id, wanted, HEARTBEAT_SECONDS))
