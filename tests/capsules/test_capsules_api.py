@@ -10,9 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from capsules.conftest import AgentProcess
 from capsules.helpers import open_ws, pty_output_until, recv, run, type_keys, wait_status
+from support.live import LiveServer
 from support.wrenn import Account, Wrenn, error_of
 
 Capsule = dict[str, Any]
@@ -458,12 +461,13 @@ def test_api_key_drives_capsules(capi: httpx.Client, owner: Account) -> None:
 
 
 def test_missing_when_host_loses_it_and_survives_agent_restart(
-    capi: httpx.Client, owner: Account, agent: AgentProcess
+    capi: httpx.Client, owner: Account, agent: AgentProcess, capsule_server: LiveServer
 ) -> None:
     keep = capi.post("/v1/capsules", json={"memory_mb": 256}, headers=owner.headers).json()
     lose = capi.post("/v1/capsules", json={"memory_mb": 256}, headers=owner.headers).json()
     pid = _start_counter(capi, owner, keep["id"])
     agent.kill()
+    time.sleep(1.5)  # long enough for the control plane to notice
     agent.start()
     # The restarted agent found the capsule and its processes.
     assert run(capi, owner, keep["id"], f"kill -0 {pid} && echo alive")["stdout"] == "alive\n"
@@ -485,6 +489,30 @@ def test_missing_when_host_loses_it_and_survives_agent_restart(
     assert refused.status_code == 409
     assert capi.delete(f"/v1/capsules/{lose['id']}", headers=owner.headers).status_code == 204
     capi.delete(f"/v1/capsules/{keep['id']}", headers=owner.headers)
+    # The control plane noticed the host go and come back, and said so.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        hosts = [t for t in _outbox_types(capsule_server) if t.startswith("host.")]
+        if "host.down" in hosts and hosts[-1] == "host.up":
+            break
+        time.sleep(0.2)
+    assert hosts[0] == "host.up"  # first contact
+    assert "host.down" in hosts
+    assert hosts[-1] == "host.up"
+
+
+def _outbox_types(server: LiveServer) -> list[str]:
+    url = make_url(server.settings.resolved_database_url())
+    sync_url = url.set(
+        drivername="sqlite" if url.drivername.startswith("sqlite") else "postgresql+psycopg"
+    )
+    engine = create_engine(sync_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT type FROM outbox_events ORDER BY seq")).all()
+    finally:
+        engine.dispose()
+    return [r[0] for r in rows]
 
 
 def _core_ids(capi: httpx.Client, who: Account, *wire_ids: str) -> set[str]:

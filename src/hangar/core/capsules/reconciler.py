@@ -17,6 +17,7 @@ from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.errors import DomainError
+from hangar.core.events.outbox import record
 from hangar.core.fleet.gateway import Fleet
 
 log = structlog.get_logger("hangar.capsules.reconciler")
@@ -30,6 +31,7 @@ class CapsuleReconciler:
         self.fleet = fleet
         self.settings = settings
         self._last_usage = 0.0
+        self._host_up: dict[str, bool] = {}
 
     async def run_forever(self) -> None:
         """Tick until cancelled; a failing tick is logged and retried next time."""
@@ -76,8 +78,10 @@ class CapsuleReconciler:
         for handle in self.fleet.hosts():
             try:
                 reported = {s.sandbox_id: s for s in await handle.client.list_sandboxes()}
-            except AgentError:
-                continue  # an unreachable host is the fleet's business, not a capsule's
+            except AgentError as exc:
+                await self._host_seen(handle.host_id, up=False, reason=exc.message)
+                continue  # its capsules are left as they are until the host is seen again
+            await self._host_seen(handle.host_id, up=True)
             async with self.db.session() as session:
                 repo = CapsuleRepository(session)
                 known: set[str] = set()
@@ -106,6 +110,22 @@ class CapsuleReconciler:
                     log.warning("capsule.orphan_destroyed", sandbox_id=sandbox_id)
                     with contextlib.suppress(AgentError):
                         await handle.client.destroy_sandbox(sandbox_id)
+
+    async def _host_seen(self, host_id: str, *, up: bool, reason: str = "") -> None:
+        """Emit host.up/host.down when reachability changes (first contact counts as up).
+
+        Kept in memory per control-plane process until hosts have rows of their own; a
+        restarted control plane reports its hosts up again on first contact.
+        """
+        if self._host_up.get(host_id) == up or (not up and host_id not in self._host_up):
+            self._host_up.setdefault(host_id, up)
+            return
+        self._host_up[host_id] = up
+        async with self.db.session() as session:
+            payload = {"host_id": host_id} | ({} if up else {"reason": reason})
+            record(session, "host.up" if up else "host.down", team_id=None, payload=payload)
+            await session.commit()
+        log.info("host.up" if up else "host.down", host_id=host_id)
 
     async def sample_usage(self) -> None:
         """Record each team's running capsules and reservations."""
