@@ -227,6 +227,13 @@ def test_without_a_valid_user_token_the_answer_is_401(
     assert resp.headers["www-authenticate"] == "Bearer"
 
 
+def test_the_main_ports_openapi_document_describes_the_stream(server: LiveServer) -> None:
+    resp = httpx.get(f"{server.url}/openapi.json", timeout=WAIT)
+    assert resp.status_code == 200, resp.text
+    operation = resp.json()["paths"]["/events"]["get"]
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+
+
 async def test_a_client_receives_its_own_teams_events_only(server: LiveServer) -> None:
     with server.client() as http:
         alice, bob = Wrenn(http).signup(name="Alice"), Wrenn(http).signup(name="Bob")

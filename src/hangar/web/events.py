@@ -120,6 +120,7 @@ async def _team_of(platform: Platform, authorization: str | None) -> str:
 
 @router.get(
     "/events",
+    status_code=200,
     response_class=EventStreamResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the team's events"},
@@ -140,5 +141,5 @@ async def events(
         return response
     except DomainError as exc:
         return _error(403, exc.code, exc.message)
-    wanted = frozenset(t.strip() for t in types.split(",") if t.strip()) if types else None
+    wanted = frozenset(t.strip() for t in (types or "").split(",") if t.strip()) or None
     return EventStreamResponse(team_events(platform.bus, team_id, wanted, HEARTBEAT_SECONDS))
