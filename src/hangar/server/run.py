@@ -58,6 +58,13 @@ async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -
             for s in extra:
                 s.should_exit = True
 
+    async def close_streams_on_exit() -> None:
+        # uvicorn waits for open responses before shutting down; long-lived event streams
+        # would hold it for the whole graceful timeout, so end them as soon as it stops.
+        while not main.should_exit:  # noqa: ASYNC110 - uvicorn exposes a plain flag
+            await asyncio.sleep(0.1)
+        app.state.platform.bus.close()
+
     async def companions_then_main() -> None:
         tasks = [asyncio.create_task(c.serve()) for c in companions]
         while not all(c.started for c in companions):
@@ -72,4 +79,8 @@ async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -
                 c.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    await companions_then_main()
+    closer = asyncio.create_task(close_streams_on_exit())
+    try:
+        await companions_then_main()
+    finally:
+        closer.cancel()

@@ -6,7 +6,6 @@ from NATS), so a client may connect to any replica. Only events of the token's t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator
@@ -53,11 +52,13 @@ async def team_events(
             try:
                 if wait <= 0:
                     raise TimeoutError
-                event = await asyncio.wait_for(queue.get(), wait)
+                event = await bus.next(queue, wait)
             except TimeoutError:
                 last_sent = time.monotonic()
                 yield PING
                 continue
+            if event is None:
+                return  # the server is stopping: end the stream instead of holding it up
             if event.team_id != team_id or (types is not None and event.type not in types):
                 continue
             last_sent = time.monotonic()
