@@ -27,11 +27,9 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from support.live import LiveServer
-from support.spec import ALL_BUT_STATUS, CHECKS, load_wrenn_schema
+from support.spec import check_operation, load_wrenn_schema
 from support.wrenn import Wrenn
 
 MAX_EXAMPLES = int(os.environ.get("HANGAR_SCHEMATHESIS_CAPSULE_EXAMPLES", "12"))
@@ -193,38 +191,17 @@ UNDOCUMENTED_BUT_REQUIRED = {400: "invalid_request", 404: "not_found"}
 FEWER = {"createSnapshot": 4, "deleteSnapshot": 4, "destroyCapsule": 6, "createCapsule": 8}
 
 
-def _documented(case: Any, status: int) -> bool:
-    responses = case.operation.definition.raw.get("responses", {})
-    return str(status) in responses
-
-
 @pytest.mark.parametrize("operation_id", list(PREPARE))
 def test_capsule_operation_conforms_to_the_wrenn_spec(
     schema: schemathesis.BaseSchema, world: World, operation_id: str
 ) -> None:
-    operation = schema.find_operation_by_id(operation_id)
-    prepare = PREPARE[operation_id]
-    base_url = str(world.http.base_url).rstrip("/")
-
-    @settings(
+    check_operation(
+        schema,
+        operation_id,
+        lambda case, choice: PREPARE[operation_id](world, case, choice),
+        base_url=str(world.http.base_url).rstrip("/"),
+        session=world.session,
+        headers=world.headers,
         max_examples=min(MAX_EXAMPLES, FEWER.get(operation_id, MAX_EXAMPLES)),
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
+        undocumented_but_required=UNDOCUMENTED_BUT_REQUIRED,
     )
-    @given(case=operation.as_strategy(), choice=st.sampled_from("abc"))
-    def run(case: Any, choice: str) -> None:
-        prepare(world, case, choice)
-        response = case.call(base_url=base_url, session=world.session, headers=world.headers)
-        allowed = UNDOCUMENTED_BUT_REQUIRED.get(response.status_code)
-        if allowed is not None and not _documented(case, response.status_code):
-            case.validate_response(
-                response,
-                checks=ALL_BUT_STATUS,
-                headers=world.headers,
-            )
-            assert response.json()["error"]["code"] == allowed, response.text
-            return
-        case.validate_response(response, checks=CHECKS, headers=world.headers)
-
-    run()

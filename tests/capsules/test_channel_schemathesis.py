@@ -17,12 +17,10 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from support.live import LiveServer
 from support.receiver import Receiver
-from support.spec import CHECKS, load_wrenn_schema
+from support.spec import check_operation, load_wrenn_schema
 from support.wrenn import Account, Wrenn
 
 MAX_EXAMPLES = 15
@@ -105,20 +103,12 @@ PREPARE: dict[str, Prepare] = {
 def test_channel_operation_conforms_to_the_wrenn_spec(
     schema: schemathesis.BaseSchema, world: World, operation_id: str
 ) -> None:
-    operation = schema.find_operation_by_id(operation_id)
-    prepare = PREPARE[operation_id]
-    base_url = str(world.http.base_url).rstrip("/")
-
-    @settings(
+    check_operation(
+        schema,
+        operation_id,
+        lambda case, choice: PREPARE[operation_id](world, case, choice),
+        base_url=str(world.http.base_url).rstrip("/"),
+        session=world.session,
+        headers=world.owner.headers,
         max_examples=MAX_EXAMPLES,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(), choice=st.sampled_from("abc"))
-    def run(case: Any, choice: str) -> None:
-        prepare(world, case, choice)
-        response = case.call(base_url=base_url, session=world.session, headers=world.owner.headers)
-        case.validate_response(response, checks=CHECKS, headers=world.owner.headers)
-
-    run()
