@@ -54,6 +54,17 @@ class ChannelSettings(BaseModel):
     poll_seconds: float = 0.5
 
 
+class HostSettings(BaseModel):
+    """Host credentials and liveness."""
+
+    registration_token_ttl_seconds: int = 3600
+    token_ttl_seconds: int = 7 * 24 * 3600
+    refresh_token_ttl_seconds: int = 60 * 24 * 3600
+    # An online host whose last heartbeat is older than this becomes `unreachable`.
+    heartbeat_timeout_seconds: float = 90.0
+    reconcile_seconds: float = 5.0
+
+
 class CoreSettings(BaseSettings):
     """Everything the core reads from the environment."""
 
@@ -80,6 +91,7 @@ class CoreSettings(BaseSettings):
     oauth_github: GitHubOAuthSettings | None = None
     capsules: CapsuleSettings = Field(default_factory=CapsuleSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    hosts: HostSettings = Field(default_factory=HostSettings)
     sealing_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Base64 AES-256 keys sealing channel secrets; the first seals, all open. "

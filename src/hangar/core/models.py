@@ -9,4 +9,5 @@ def import_all_models() -> None:
     import hangar.core.capsules.models
     import hangar.core.channels.models
     import hangar.core.events.models
+    import hangar.core.hosts.models
     import hangar.core.identity.models  # noqa: F401

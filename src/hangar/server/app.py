@@ -17,6 +17,7 @@ from hangar.core.events.envelope import Event
 from hangar.core.events.nats import NatsEvents
 from hangar.core.events.relay import Relay
 from hangar.core.fleet.gateway import AgentHandle
+from hangar.core.hosts.reconciler import HeartbeatReconciler
 from hangar.core.platform import Platform
 from hangar.faces import wrenn
 from hangar.server.settings import Settings
@@ -76,6 +77,10 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(reconciler.run_forever(), name="capsules:reconciler"),
             asyncio.create_task(relay.run_forever(), name="events:relay"),
+            asyncio.create_task(
+                HeartbeatReconciler(platform.db, settings.hosts).run_forever(),
+                name="hosts:heartbeats",
+            ),
             asyncio.create_task(
                 DeliveryWorker(
                     platform.db,

@@ -1,4 +1,4 @@
-"""The Wrenn face: accounts, teams, API keys (and later capsules, hosts, channels)."""
+"""The Wrenn face: accounts, teams, API keys, capsules, channels and hosts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hangar.faces.wrenn.routes import (
     capsules,
     channels,
     files,
+    hosts,
     oauth,
     snapshots,
     streams,
@@ -43,6 +44,7 @@ def create_face(platform: Platform, settings: WrennSettings) -> Face:
         snapshots,
         streams,
         channels,
+        hosts,
     ):
         app.include_router(module.router)
     return Face(NAME, app)

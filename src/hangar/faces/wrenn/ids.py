@@ -12,6 +12,7 @@ TEAM = "team"
 KEY = "key"
 CAPSULE = "cl"
 CHANNEL = "ch"
+HOST = "host"
 
 
 def encode(prefix: str, core_id: str) -> str:

@@ -271,3 +271,66 @@ class ChannelResponse(BaseModel):
 
 class TestChannelResponse(BaseModel):
     status: str
+
+
+# hosts ------------------------------------------------------------------------------------
+
+
+class CreateHostRequest(Wire):
+    type: str
+    team_id: str | None = None
+    provider: str | None = None
+    availability_zone: str | None = None
+
+
+class Host(BaseModel):
+    id: str
+    type: str
+    team_id: str | None
+    provider: str | None
+    availability_zone: str | None
+    arch: str | None
+    cpu_cores: int | None
+    memory_mb: int | None
+    disk_gb: int | None
+    address: str | None
+    status: str
+    last_heartbeat_at: datetime | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class CreateHostResponse(BaseModel):
+    host: Host
+    registration_token: str
+
+
+class RegisterHostRequest(Wire):
+    token: str
+    address: str
+    arch: str | None = None
+    cpu_cores: int | None = None
+    memory_mb: int | None = None
+    disk_gb: int | None = None
+
+
+class HostCredentials(BaseModel):
+    """RegisterHostResponse and RefreshHostTokenResponse have the same fields."""
+
+    host: Host
+    token: str
+    refresh_token: str
+
+
+class RefreshHostTokenRequest(Wire):
+    refresh_token: str
+
+
+class HostDeletePreview(BaseModel):
+    host: Host
+    sandbox_ids: list[str]
+
+
+class AddTagRequest(Wire):
+    tag: str

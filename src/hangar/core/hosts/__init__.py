@@ -1,0 +1,1 @@
+"""Hosts: machines that run capsules, their registration, credentials and liveness."""
