@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -53,6 +54,8 @@ from hangar.agent.runtimes.jail.sandbox import (
 )
 from hangar.agent.supervisor.client import SupervisorClient, SupervisorUnavailable
 
+DISK_SAMPLE_SECONDS = 10.0
+
 
 class JailRuntime(Runtime):
     """Sandboxes as bubblewrap jails on this host; needs root, bwrap, overlayfs and cgroups."""
@@ -73,6 +76,7 @@ class JailRuntime(Runtime):
         self._cgroups = cgroups
         self._records: dict[str, Record] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._disk: dict[str, tuple[float, int]] = {}
 
     # ------------------------------------------------------------ helpers
 
@@ -191,6 +195,7 @@ class JailRuntime(Runtime):
         client = SupervisorClient(layout.socket)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ready_timeout
+        delay = 0.001  # the supervisor is usually up within tens of ms: poll fast, then back off
         while True:
             if not self._alive(record):
                 raise StartFailed("the sandbox's init exited during start")
@@ -200,7 +205,8 @@ class JailRuntime(Runtime):
             except SupervisorUnavailable:
                 if loop.time() > deadline:
                     raise StartFailed("the supervisor did not come up in time") from None
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.02)
 
     def _teardown(self, sandbox_id: str) -> None:
         """Kill, unmount, remove cgroups and the state directory; safe on partial state."""
@@ -257,6 +263,7 @@ class JailRuntime(Runtime):
             if known or self.cgroups.exists(sandbox_id):
                 await asyncio.to_thread(self._teardown, sandbox_id)
             self._records.pop(sandbox_id, None)
+            self._disk.pop(sandbox_id, None)
         self._locks.pop(sandbox_id, None)
 
     async def pause(self, sandbox_id: str) -> None:
@@ -292,12 +299,23 @@ class JailRuntime(Runtime):
                     await asyncio.to_thread(self.cgroups.set_frozen, sandbox_id, False)
         return await asyncio.to_thread(fs.allocated_bytes, dest)
 
+    async def _disk_bytes(self, sandbox_id: str) -> int:
+        # Walking the upper layer is the costliest part of a sample; disk use changes slowly,
+        # so it is measured at most every DISK_SAMPLE_SECONDS per sandbox.
+        now = time.monotonic()
+        cached = self._disk.get(sandbox_id)
+        if cached is not None and now - cached[0] < DISK_SAMPLE_SECONDS:
+            return cached[1]
+        size = await asyncio.to_thread(fs.allocated_bytes, self.layout(sandbox_id).upper)
+        self._disk[sandbox_id] = (now, size)
+        return size
+
     async def usage(self, sandbox_id: str) -> Usage:
         """CPU and memory from the cgroup, disk from the overlay's upper layer."""
         self._record(sandbox_id)
         cg = self.cgroups
         try:
-            disk = await asyncio.to_thread(fs.allocated_bytes, self.layout(sandbox_id).upper)
+            disk = await self._disk_bytes(sandbox_id)
             return Usage(cg.cpu_ns(sandbox_id), cg.mem_bytes(sandbox_id), disk)
         except OSError as exc:
             raise InvalidState(f"sandbox {sandbox_id} has no usage to report: {exc}") from exc
