@@ -276,29 +276,30 @@ class HostService:
 
     # tokens --------------------------------------------------------------------------------
 
-    async def _registration_token(self, host: Host) -> str:
-        plaintext = generate_secret(REGISTRATION_PREFIX, 32)
-        ttl = timedelta(seconds=self.settings.registration_token_ttl_seconds)
+    async def _issue(self, host: Host, kind: HostTokenKind, prefix: str, ttl_seconds: int) -> str:
+        """A new opaque token of `kind`; only its hash is stored."""
+        plaintext = generate_secret(prefix, 32)
         await self.hosts.add_token(
             HostToken(
                 host_id=host.id,
-                kind=HostTokenKind.REGISTRATION,
+                kind=kind,
                 token_hash=hash_secret(plaintext),
-                expires_at=utcnow() + ttl,
+                expires_at=utcnow() + timedelta(seconds=ttl_seconds),
             )
         )
         return plaintext
 
+    async def _registration_token(self, host: Host) -> str:
+        return await self._issue(
+            host,
+            HostTokenKind.REGISTRATION,
+            REGISTRATION_PREFIX,
+            self.settings.registration_token_ttl_seconds,
+        )
+
     async def _credentials(self, host: Host) -> HostCredentials:
-        refresh = generate_secret(REFRESH_PREFIX, 32)
-        ttl = timedelta(seconds=self.settings.refresh_token_ttl_seconds)
-        await self.hosts.add_token(
-            HostToken(
-                host_id=host.id,
-                kind=HostTokenKind.REFRESH,
-                token_hash=hash_secret(refresh),
-                expires_at=utcnow() + ttl,
-            )
+        refresh = await self._issue(
+            host, HostTokenKind.REFRESH, REFRESH_PREFIX, self.settings.refresh_token_ttl_seconds
         )
         jwt = self.signer.issue(HOST_AUDIENCE, host.id, self.settings.token_ttl_seconds)
         return HostCredentials(host, jwt, refresh)
