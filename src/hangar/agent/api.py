@@ -79,7 +79,7 @@ def _entry(e: Any) -> WireEntry:
 def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
     """The agent's ASGI app."""
 
-    def authorize(request: HTTPConnection) -> None:
+    async def authorize(request: HTTPConnection) -> None:
         check(request.headers.get("authorization", ""), request.headers.get(PROTOCOL_HEADER))
 
     def check(header: str, protocol: str | None) -> None:

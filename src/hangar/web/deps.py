@@ -12,7 +12,7 @@ from starlette.requests import HTTPConnection
 from hangar.core.platform import Platform
 
 
-def get_platform(request: HTTPConnection) -> Platform:
+async def get_platform(request: HTTPConnection) -> Platform:
     """The platform the serving app was built with."""
     platform: Platform = request.app.state.platform
     return platform

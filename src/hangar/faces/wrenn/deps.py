@@ -19,7 +19,7 @@ from hangar.faces.wrenn.settings import WrennSettings
 from hangar.web.deps import PlatformDep, SessionDep
 
 
-def get_settings(request: HTTPConnection) -> WrennSettings:
+async def get_settings(request: HTTPConnection) -> WrennSettings:
     """This face's settings."""
     settings: WrennSettings = request.app.state.wrenn_settings
     return settings
@@ -28,7 +28,7 @@ def get_settings(request: HTTPConnection) -> WrennSettings:
 SettingsDep = Annotated[WrennSettings, Depends(get_settings)]
 
 
-def get_auth(platform: PlatformDep, session: SessionDep) -> AuthService:
+async def get_auth(platform: PlatformDep, session: SessionDep) -> AuthService:
     """The auth service bound to this request's session."""
     return AuthService(session, platform.hasher, platform.user_tokens)
 
@@ -75,17 +75,17 @@ UserDep = Annotated[Principal, Depends(user_principal)]
 KeyOrUserDep = Annotated[Principal, Depends(key_or_user_principal)]
 
 
-def get_teams(session: SessionDep) -> TeamService:
+async def get_teams(session: SessionDep) -> TeamService:
     """Team service for this request."""
     return TeamService(session)
 
 
-def get_users(session: SessionDep) -> UserService:
+async def get_users(session: SessionDep) -> UserService:
     """User service for this request."""
     return UserService(session)
 
 
-def get_api_keys(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
+async def get_api_keys(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
     """API key service for this request, minting `wrn_` keys."""
     return ApiKeyService(session, prefix=settings.api_key_prefix)
 
@@ -95,7 +95,7 @@ UsersDep = Annotated[UserService, Depends(get_users)]
 ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]
 
 
-def get_capsules(platform: PlatformDep, session: SessionDep) -> CapsuleService:
+async def get_capsules(platform: PlatformDep, session: SessionDep) -> CapsuleService:
     """Capsule service for this request."""
     return CapsuleService(session, platform.fleet, platform.settings.capsules)
 
@@ -103,14 +103,16 @@ def get_capsules(platform: PlatformDep, session: SessionDep) -> CapsuleService:
 CapsulesDep = Annotated[CapsuleService, Depends(get_capsules)]
 
 
-def get_snapshots(
+async def get_snapshots(
     platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
 ) -> SnapshotService:
     """Snapshot template service for this request."""
     return SnapshotService(session, platform.fleet, capsules)
 
 
-def get_usage(platform: PlatformDep, session: SessionDep, capsules: CapsulesDep) -> UsageService:
+async def get_usage(
+    platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
+) -> UsageService:
     """Usage service for this request."""
     return UsageService(session, platform.fleet, capsules)
 

@@ -16,7 +16,7 @@ from hangar.web.deps import PlatformDep, SessionDep
 router = APIRouter(prefix="/v1/channels", tags=["channels"])
 
 
-def get_channels(platform: PlatformDep, session: SessionDep) -> ChannelService:
+async def get_channels(platform: PlatformDep, session: SessionDep) -> ChannelService:
     """Channel service for this request."""
     return ChannelService(session, platform.sealer, platform.channel_providers, platform.http)
 

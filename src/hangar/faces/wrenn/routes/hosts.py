@@ -18,7 +18,9 @@ from hangar.web.deps import PlatformDep, SessionDep
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
 
-def get_hosts(platform: PlatformDep, session: SessionDep, capsules: CapsulesDep) -> HostService:
+async def get_hosts(
+    platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
+) -> HostService:
     """Host service for this request."""
     return HostService(session, platform.signer, platform.settings.hosts, capsules)
 
