@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
@@ -17,6 +18,7 @@ from hangar.agentproto.models import (
     ExecRequest,
     ExecResult,
     FileEntry,
+    FirewallPolicy,
     ListRequest,
     Metrics,
     PathRequest,
@@ -25,6 +27,9 @@ from hangar.agentproto.models import (
     Template,
     WriteResult,
 )
+
+if TYPE_CHECKING:
+    from hangar.agentproto.tunnel import TunnelSession
 
 PROTOCOL_HEADER = "X-Hangar-Agent-Protocol"
 
@@ -46,8 +51,24 @@ class AgentUnreachable(AgentError):
         super().__init__("agent_unreachable", message)
 
 
-class AgentStream:
-    """One WebSocket stream to the agent carrying JSON messages."""
+class AgentStream(ABC):
+    """One stream to the agent carrying JSON messages, over whatever connects to it."""
+
+    @abstractmethod
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one message."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        """Messages until the agent closes the stream."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the stream."""
+
+
+class WebSocketAgentStream(AgentStream):
+    """A stream on its own WebSocket to the agent."""
 
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -67,26 +88,48 @@ class AgentStream:
 
 
 class AgentClient:
-    """Talks protocol v1 to one agent at `address` (`unix:/path` or `http://host:port`)."""
+    """Talks protocol v1 to one agent at `address` (`unix:/path` or `http://host:port`).
 
-    def __init__(self, address: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+    `AgentClient.over_tunnel(session)` talks to an agent over the uplink it opened instead.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        tunnel: TunnelSession | None = None,
+    ) -> None:
         self.address = address
+        self.tunnel = tunnel
         headers = {PROTOCOL_HEADER: VERSION}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._headers = headers
-        if address.startswith("unix:"):
-            self._uds: str | None = address.removeprefix("unix:")
+        self._uds: str | None = None
+        transport: httpx.AsyncBaseTransport
+        if tunnel is not None:
+            from hangar.agentproto.tunnel_http import TunnelTransport
+
+            transport = TunnelTransport(tunnel)
+            base = "http://agent"
+        elif address.startswith("unix:"):
+            self._uds = address.removeprefix("unix:")
             transport = httpx.AsyncHTTPTransport(uds=self._uds)
             base = "http://agent"
         else:
-            self._uds = None
             transport = httpx.AsyncHTTPTransport()
             base = address.rstrip("/")
         self._ws_base = base.replace("http", "ws", 1)
         self._http = httpx.AsyncClient(
             base_url=base, transport=transport, headers=headers, timeout=timeout
         )
+
+    @classmethod
+    def over_tunnel(cls, session: TunnelSession, *, timeout: float = 30.0) -> AgentClient:
+        """A client whose every call and stream is a channel of the agent's uplink."""
+        return cls("uplink:", timeout=timeout, tunnel=session)
 
     async def __aenter__(self) -> Self:
         return self
@@ -97,8 +140,10 @@ class AgentClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections (and the uplink, for a tunneled agent)."""
         await self._http.aclose()
+        if self.tunnel is not None:
+            await self.tunnel.close()
 
     async def _call(
         self, method: str, path: str, *, body: Any = None, timeout: float | None = None, **kw: Any
@@ -148,6 +193,13 @@ class AgentClient:
     async def resume(self, sandbox_id: str) -> Sandbox:
         """Thaw a sandbox."""
         r = await self._call("POST", f"/v1/sandboxes/{sandbox_id}/resume")
+        return Sandbox.model_validate(r.json())
+
+    async def set_firewall(self, sandbox_id: str, policy: FirewallPolicy) -> Sandbox:
+        """Replace a networked sandbox's inbound firewall policy."""
+        r = await self._call(
+            "PUT", f"/v1/sandboxes/{sandbox_id}/firewall", body=policy.model_dump()
+        )
         return Sandbox.model_validate(r.json())
 
     async def exec(self, sandbox_id: str, request: ExecRequest) -> ExecResult:
@@ -244,6 +296,12 @@ class AgentClient:
 
     async def stream(self, sandbox_id: str, kind: str) -> AgentStream:
         """Open a process (`kind="process"`) or PTY (`kind="pty"`) stream."""
+        if self.tunnel is not None:
+            from hangar.agentproto.tunnel_http import open_stream
+
+            return await open_stream(
+                self.tunnel, f"/v1/sandboxes/{sandbox_id}/{kind}", self._headers
+            )
         url = f"{self._ws_base}/v1/sandboxes/{sandbox_id}/{kind}"
         headers = list(self._headers.items())
         try:
@@ -256,8 +314,8 @@ class AgentClient:
         except Exception as exc:
             status = getattr(getattr(exc, "response", None), "status_code", 0)
             body = getattr(getattr(exc, "response", None), "body", b"") or b""
-            raise _error_from(status, body) from exc
-        return AgentStream(ws)
+            raise error_from(status, body) from exc
+        return WebSocketAgentStream(ws)
 
 
 class AsyncFile:
@@ -280,10 +338,11 @@ class AsyncFile:
 
 
 def _error(response: httpx.Response) -> AgentError:
-    return _error_from(response.status_code, response.content)
+    return error_from(response.status_code, response.content)
 
 
-def _error_from(status: int, body: bytes) -> AgentError:
+def error_from(status: int, body: bytes) -> AgentError:
+    """The AgentError an agent's error answer (`{"code", "message"}`) stands for."""
     try:
         data = json.loads(body)
         return AgentError(str(data["code"]), str(data["message"]), status)

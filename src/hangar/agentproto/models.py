@@ -21,6 +21,28 @@ class AgentInfo(BaseModel):
     disk_gb: int
 
 
+class FirewallRule(BaseModel):
+    """Allow inbound IPv6 traffic to a port range from some source prefixes."""
+
+    protocol: Literal["tcp", "udp"]
+    port_start: int = Field(ge=1, le=65535)
+    port_end: int = Field(ge=1, le=65535)
+    source_cidrs: list[str] = Field(default_factory=lambda: ["::/0"])
+
+
+class FirewallPolicy(BaseModel):
+    """Inbound IPv6 policy: `open` allows everything; `restricted` only `ingress` (+ ICMPv6)."""
+
+    mode: Literal["open", "restricted"] = "restricted"
+    ingress: list[FirewallRule] = Field(default_factory=list)
+
+
+class NetworkSpec(BaseModel):
+    """Give a sandbox its own routed IPv6 address, reachable from the host, behind a firewall."""
+
+    firewall: FirewallPolicy = Field(default_factory=FirewallPolicy)
+
+
 class CreateSandbox(BaseModel):
     """Start a sandbox from a template present on the agent's host."""
 
@@ -29,6 +51,10 @@ class CreateSandbox(BaseModel):
     vcpus: int = Field(ge=1)
     memory_mb: int = Field(ge=16)
     egress: bool = False
+    # Size of the writable layer; writes past it fail inside the sandbox. None: no limit.
+    disk_mb: int | None = Field(default=None, ge=64)
+    # None: loopback-only networking (no address outside the sandbox).
+    network: NetworkSpec | None = None
 
 
 class Sandbox(BaseModel):
@@ -42,6 +68,9 @@ class Sandbox(BaseModel):
     guest_ip: str = ""
     host_ip: str = ""
     started_at: float  # unix seconds
+    ipv6: str = ""  # its routed address when it was created with a NetworkSpec
+    disk_mb: int | None = None
+    firewall: FirewallPolicy | None = None
 
 
 class ExecRequest(BaseModel):

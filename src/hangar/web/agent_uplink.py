@@ -1,0 +1,127 @@
+"""`/agent/v1/*` on the main port: the uplink agents open to the control plane, and its keys.
+
+An agent behind NAT cannot be dialled, so it dials here once (`hangar agent --server`) and
+keeps the connection: every agent-protocol call and stream to it is a channel of that one
+WebSocket. The agent proves itself with its host JWT; the control plane answers with a
+short-lived JWT over the agent's nonce, which the agent checks against the public keys it
+pinned when it registered (`GET /agent/v1/keys`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import structlog
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+
+from hangar.agentproto import VERSION
+from hangar.agentproto.client import PROTOCOL_HEADER, AgentClient
+from hangar.agentproto.tunnel import TunnelSession
+from hangar.core.capsules.service import CapsuleService
+from hangar.core.errors import DomainError, Unauthenticated
+from hangar.core.fleet.gateway import AgentHandle
+from hangar.core.hosts.models import HostStatus
+from hangar.core.hosts.service import HOST_AUDIENCE, HostService
+from hangar.core.platform import Platform
+from hangar.core.security.jwt import load_or_create_keys
+from hangar.web.credentials import parse_bearer
+from hangar.web.deps import PlatformDep
+
+router = APIRouter(tags=["agents"])
+log = structlog.get_logger("hangar.web.agent_uplink")
+
+UPLINK_AUDIENCE = "hangar:uplink"
+NONCE_HEADER = "x-hangar-uplink-nonce"
+PROOF_TTL_SECONDS = 60
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+POLICY_VIOLATION = 1008
+
+
+def public_keys(platform: Platform) -> list[dict[str, object]]:
+    """The public halves of the token-signing keys (the first one signs)."""
+    settings = platform.settings
+    keys = load_or_create_keys(
+        [k.get_secret_value() for k in settings.jwt_signing_keys], settings.data_dir
+    )
+    return [dict(k.as_dict(private=False)) for k in keys]
+
+
+@router.get("/agent/v1/keys")
+async def agent_keys(platform: PlatformDep) -> dict[str, object]:
+    """The issuer and public JWKs an agent pins to recognise this control plane."""
+    return {"issuer": platform.settings.jwt_issuer, "keys": public_keys(platform)}
+
+
+def _refuse(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+@router.websocket("/agent/v1/connect")
+async def agent_connect(ws: WebSocket) -> None:
+    """Authenticate the host, prove ourselves, then carry its channels until it goes."""
+    platform: Platform = ws.app.state.platform
+    token = parse_bearer(ws.headers.get("authorization"))
+    nonce = ws.headers.get(NONCE_HEADER, "")
+    if token is None:
+        await ws.send_denial_response(_refuse(401, "unauthorized", "host token required"))
+        return
+    if not _NONCE.fullmatch(nonce):
+        await ws.close(POLICY_VIOLATION, "a fresh nonce is required")
+        return
+    if ws.headers.get(PROTOCOL_HEADER, VERSION) != VERSION:
+        await ws.close(POLICY_VIOLATION, f"the control plane speaks agent protocol {VERSION}")
+        return
+    try:
+        platform.signer.verify(token, HOST_AUDIENCE)
+    except Unauthenticated:
+        # 401 (not a close) so the agent knows to refresh its token and try again.
+        await ws.send_denial_response(_refuse(401, "unauthorized", "invalid or expired token"))
+        return
+    try:
+        async with platform.db.session() as session:
+            capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
+            hosts = HostService(session, platform.signer, platform.settings.hosts, capsules)
+            host = await hosts.authenticate(token)  # a deleted host's token is refused here
+            if host.status == HostStatus.PENDING:
+                raise DomainError("host has not registered", code="host_pending")
+            # Connecting is proof of life: the host is online from this moment.
+            await hosts.heartbeat(token, host.id)
+            await session.commit()
+            host_id = host.id
+    except DomainError as exc:
+        log.warning("uplink.refused", reason=exc.code)
+        await ws.close(POLICY_VIOLATION, exc.message[:120])
+        return
+    await ws.accept()
+
+    async def send(frame: bytes) -> None:
+        await ws.send_bytes(frame)
+
+    async def receive() -> bytes | None:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        data = message.get("bytes")
+        return data if isinstance(data, bytes) else b""
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await ws.close(1001)
+
+    tunnel = TunnelSession(send, receive, close)
+    proof = platform.signer.issue(UPLINK_AUDIENCE, host_id, PROOF_TTL_SECONDS, nonce=nonce)
+    client = AgentClient.over_tunnel(tunnel)
+    previous = next((h for h in platform.fleet.hosts() if h.host_id == host_id), None)
+    try:
+        await tunnel.send_hello({"proof": proof})
+        platform.fleet.add(AgentHandle(host_id, client))
+        if previous is not None:  # a second connection replaces the first
+            await previous.client.aclose()
+        log.info("uplink.connected", host_id=host_id)
+        await tunnel.run()
+    finally:
+        platform.fleet.remove(host_id, client)
+        await client.aclose()
+        log.info("uplink.disconnected", host_id=host_id)
