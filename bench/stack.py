@@ -134,6 +134,10 @@ class Stack:
         env = {
             **os.environ,
             "HANGAR_AGENTS": json.dumps({"local": f"unix:{self.agent_socket}"}),
+            # The density figure starts up to 1,000 idle capsules on this one host: let
+            # placement overcommit far past its real size (idle capsules use next to nothing).
+            "HANGAR_HOSTS__CPU_OVERCOMMIT": "1000",
+            "HANGAR_HOSTS__MEMORY_OVERCOMMIT": "100",
         }
         env.pop("HANGAR_DATABASE_URL", None)  # SQLite in the temp dir, always
         with open(self.root / "server.log", "ab") as log:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from hangar.agentproto.client import AgentClient
+from hangar.core.config import HostSettings
 from hangar.core.errors import Unavailable
+from hangar.core.fleet.placement import Candidate, Capacity, Request, check_host, choose
+from hangar.core.hosts.models import Host
+from hangar.core.hosts.repository import HostRepository
 
 
 @dataclass
@@ -15,17 +21,36 @@ class AgentHandle:
     host_id: str
     client: AgentClient
     host_ip: str = ""
+    # Configured in settings (not registered): the control plane's polls are its heartbeats,
+    # and a failed poll takes it down at once.
+    static: bool = False
 
 
 class Fleet:
     """The agents this control plane can talk to."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: HostSettings | None = None) -> None:
         self._agents: dict[str, AgentHandle] = {}
+        settings = settings or HostSettings()
+        self.capacity = Capacity(
+            cpu_overcommit=settings.cpu_overcommit,
+            memory_overcommit=settings.memory_overcommit,
+            reserve_vcpus=settings.reserve_vcpus,
+            reserve_memory_mb=settings.reserve_memory_mb,
+        )
 
     def add(self, handle: AgentHandle) -> None:
         """Make an agent reachable."""
         self._agents[handle.host_id] = handle
+
+    def remove(self, host_id: str, client: AgentClient | None = None) -> None:
+        """Forget an agent; with `client`, only if that client is still the current one."""
+        handle = self._agents.get(host_id)
+        if handle is None:
+            return
+        if client is not None and handle.client is not client:
+            return
+        del self._agents[host_id]
 
     def hosts(self) -> list[AgentHandle]:
         """Every reachable agent."""
@@ -38,11 +63,48 @@ class Fleet:
             raise Unavailable(f"host {host_id} is not connected", code="host_unavailable")
         return handle.client
 
-    def place(self, vcpus: int, memory_mb: int) -> AgentHandle:
-        """Pick a host for a new capsule."""
-        if not self._agents:
-            raise Unavailable("no host is available to run capsules", code="host_unavailable")
-        return next(iter(self._agents.values()))
+    async def place(
+        self,
+        session: AsyncSession,
+        team_id: str,
+        vcpus: int,
+        memory_mb: int,
+        *,
+        host_id: str | None = None,
+    ) -> AgentHandle:
+        """The least-loaded host that may run a new capsule of `team_id`, or `host_id`'s.
+
+        Raises `Unavailable` (`host_unavailable` or `no_capacity`). Two creates placed at the
+        same moment can both count the same free room: the reservation is only visible once
+        the capsule row is committed.
+        """
+        repo = HostRepository(session)
+        request = Request(team_id, vcpus, memory_mb, byoc_only=await repo.byoc_only(team_id))
+        if host_id is not None:
+            host = await repo.get(host_id)
+            rows = [host] if host is not None else []
+        else:
+            rows = list(await repo.placeable(team_id))
+        used = await repo.reservations([h.id for h in rows])
+        candidates = [self._candidate(h, used.get(h.id, (0, 0))) for h in rows]
+        if host_id is not None:
+            chosen = check_host(candidates[0] if candidates else None, request, self.capacity)
+        else:
+            chosen = choose(candidates, request, self.capacity)
+        return self._agents[chosen.host_id]
+
+    def _candidate(self, host: Host, used: tuple[int, int]) -> Candidate:
+        return Candidate(
+            host_id=host.id,
+            type=host.type,
+            team_id=host.team_id,
+            status=host.status,
+            connected=host.id in self._agents,
+            cpu_cores=host.cpu_cores,
+            memory_mb=host.memory_mb,
+            used_vcpus=used[0],
+            used_memory_mb=used[1],
+        )
 
     async def aclose(self) -> None:
         """Close every client."""

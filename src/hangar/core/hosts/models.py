@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hangar.core.clock import utcnow
@@ -53,6 +53,9 @@ class Host(TimestampedModel):
     disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
     address: Mapped[str | None] = mapped_column(String(255), default=None)
     status: Mapped[str] = mapped_column(String(16), default=HostStatus.PENDING, index=True)
+    # An admin's wish, kept apart from `status` so a draining host that drops out and comes
+    # back is draining again, not online (status is `draining` whenever it is reachable).
+    draining: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
@@ -84,3 +87,16 @@ class HostTag(Base):
     )
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TeamPlacement(Base):
+    """How a team's capsules are placed; a team without a row uses the defaults."""
+
+    __tablename__ = "team_placement"
+
+    team_id: Mapped[str] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Only the team's own BYOC hosts, never the shared regular ones.
+    byoc_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -10,16 +10,18 @@ import structlog
 from hangar.core.clock import utcnow
 from hangar.core.config import HostSettings
 from hangar.core.db import Database
+from hangar.core.hosts.liveness import mark_down
+from hangar.core.hosts.models import HostStatus
 from hangar.core.hosts.repository import HostRepository
-from hangar.core.hosts.service import host_event
 
 log = structlog.get_logger("hangar.hosts.reconciler")
 
 
 class HeartbeatReconciler:
-    """Online hosts silent for longer than the timeout become `unreachable`.
+    """Online or draining hosts silent for longer than the timeout become `unreachable`.
 
-    A heartbeat brings such a host back (`host.up`, in HostService.heartbeat).
+    Their capsules become `missing` in the same transaction. A heartbeat (or a successful poll
+    of a connected agent, in the capsule reconciler) brings the host back (`host.up`).
     """
 
     def __init__(self, db: Database, settings: HostSettings) -> None:
@@ -37,20 +39,22 @@ class HeartbeatReconciler:
 
     async def tick(self) -> list[str]:
         """One pass; the ids of the hosts it marked unreachable."""
-        now = utcnow()
-        cutoff = now - timedelta(seconds=self.settings.heartbeat_timeout_seconds)
-        down: list[str] = []
+        cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_seconds)
+        down: list[tuple[str, int]] = []
         async with self.db.session() as session:
             repo = HostRepository(session)
             for host in await repo.silent_since(cutoff):
-                # Conditional, so a heartbeat committed since the read is never overwritten.
-                if not await repo.mark_unreachable(host.id, cutoff, now):
-                    continue
-                await session.refresh(host)
                 seen = host.last_heartbeat_at.isoformat() if host.last_heartbeat_at else "never"
-                host_event(session, "host.down", host, reason=f"no heartbeat since {seen}")
-                down.append(host.id)
+                missing = await mark_down(
+                    session,
+                    host,
+                    HostStatus.UNREACHABLE,
+                    f"no heartbeat since {seen}",
+                    silent_before=cutoff,
+                )
+                if missing is not None:
+                    down.append((host.id, len(missing)))
             await session.commit()
-        for host_id in down:
-            log.warning("host.down", host_id=host_id)
-        return down
+        for host_id, capsules in down:
+            log.warning("host.down", host_id=host_id, capsules_missing=capsules)
+        return [host_id for host_id, _ in down]

@@ -5,13 +5,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.capsules.models import Capsule, CapsuleStatus
-from hangar.core.hosts.models import Host, HostStatus, HostTag, HostToken, HostTokenKind
+from hangar.core.hosts.models import (
+    Host,
+    HostStatus,
+    HostTag,
+    HostToken,
+    HostTokenKind,
+    HostType,
+    TeamPlacement,
+)
+
+REACHABLE = [HostStatus.ONLINE, HostStatus.DRAINING]
+# Capsules that hold their reservation on a host (missing, error and stopped ones do not).
+RESERVING = [
+    CapsuleStatus.PENDING,
+    CapsuleStatus.STARTING,
+    CapsuleStatus.RUNNING,
+    CapsuleStatus.PAUSED,
+]
 
 
 class HostRepository:
@@ -120,27 +137,52 @@ class HostRepository:
         )
         return result.scalars().all()
 
-    async def mark_unreachable(self, host_id: str, cutoff: datetime, now: datetime) -> bool:
-        """Flip a still-silent online host to unreachable; False if a heartbeat won the race."""
-        result = await self.session.execute(
-            update(Host)
-            .where(
-                Host.id == host_id,
-                Host.status == HostStatus.ONLINE,
-                (Host.last_heartbeat_at < cutoff) | Host.last_heartbeat_at.is_(None),
-            )
-            .values(status=HostStatus.UNREACHABLE, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        assert isinstance(result, CursorResult)
-        return result.rowcount == 1
-
     async def silent_since(self, cutoff: datetime) -> Sequence[Host]:
-        """Online hosts whose last heartbeat is older than `cutoff`."""
+        """Online or draining hosts whose last heartbeat is older than `cutoff`."""
         result = await self.session.execute(
             select(Host).where(
-                Host.status == HostStatus.ONLINE,
+                Host.status.in_(REACHABLE),
                 (Host.last_heartbeat_at < cutoff) | Host.last_heartbeat_at.is_(None),
             )
         )
         return result.scalars().all()
+
+    async def placeable(self, team_id: str) -> Sequence[Host]:
+        """Online hosts a team's capsule may go to: regular ones and the team's BYOC ones."""
+        result = await self.session.execute(
+            select(Host)
+            .where(
+                Host.status == HostStatus.ONLINE,
+                (Host.type == HostType.REGULAR)
+                | ((Host.type == HostType.BYOC) & (Host.team_id == team_id)),
+            )
+            .order_by(Host.id)
+        )
+        return result.scalars().all()
+
+    async def reservations(self, host_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """host id -> (vCPUs, MB) reserved by its capsules."""
+        if not host_ids:
+            return {}
+        result = await self.session.execute(
+            select(Capsule.host_id, func.sum(Capsule.vcpus), func.sum(Capsule.memory_mb))
+            .where(Capsule.host_id.in_(host_ids), Capsule.status.in_(RESERVING))
+            .group_by(Capsule.host_id)
+        )
+        return {h: (int(v or 0), int(m or 0)) for h, v, m in result.all()}
+
+    async def byoc_only(self, team_id: str) -> bool:
+        """Whether a team is pinned to its own BYOC hosts."""
+        pinned = await self.session.scalar(
+            select(TeamPlacement.byoc_only).where(TeamPlacement.team_id == team_id)
+        )
+        return bool(pinned)
+
+    async def set_byoc_only(self, team_id: str, byoc_only: bool) -> None:
+        """Pin a team to its BYOC hosts, or unpin it."""
+        row = await self.session.get(TeamPlacement, team_id)
+        if row is None:
+            self.session.add(TeamPlacement(team_id=team_id, byoc_only=byoc_only))
+        else:
+            row.byoc_only = byoc_only
+        await self.session.flush()

@@ -20,8 +20,8 @@ from hangar.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from hangar.core.events.outbox import record
 from hangar.core.hosts import rules
+from hangar.core.hosts.liveness import host_event, mark_up, up_status
 from hangar.core.hosts.models import Host, HostStatus, HostToken, HostTokenKind, HostType
 from hangar.core.hosts.repository import HostRepository
 from hangar.core.identity.models import Role
@@ -60,12 +60,6 @@ class HostHasCapsules(Conflict):
     def __init__(self, capsule_ids: list[str]) -> None:
         super().__init__(f"host has {len(capsule_ids)} active capsule(s); use force=true")
         self.capsule_ids = capsule_ids
-
-
-def host_event(session: AsyncSession, type_: str, host: Host, **extra: str) -> None:
-    """Record host.up/host.down; BYOC hosts' events go to their team."""
-    payload = {"host_id": host.id, "type": host.type, "status": host.status, **extra}
-    record(session, type_, team_id=host.team_id, payload=payload)
 
 
 class HostService:
@@ -235,7 +229,7 @@ class HostService:
             raise Unauthenticated("invalid or expired registration token")
         host.address, host.arch = address, arch
         host.cpu_cores, host.memory_mb, host.disk_gb = cpu_cores, memory_mb, disk_gb
-        host.status = HostStatus.ONLINE
+        host.status = up_status(host)
         host.last_heartbeat_at = now
         host.updated_at = now
         await self.hosts.retire_tokens(host.id, HostTokenKind.REGISTRATION, now)
@@ -265,12 +259,7 @@ class HostService:
         host = await self.authenticate(token)
         if host.id != host_id:
             raise Forbidden("host id does not match the host token", code="host_mismatch")
-        now = utcnow()
-        host.last_heartbeat_at = now
-        if host.status in (HostStatus.UNREACHABLE, HostStatus.OFFLINE, HostStatus.PENDING):
-            host.status = HostStatus.ONLINE
-            host.updated_at = now
-            host_event(self.session, "host.up", host)
+        mark_up(self.session, host)
         await self.session.flush()
         return host
 

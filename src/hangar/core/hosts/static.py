@@ -1,0 +1,84 @@
+"""Configured agents (`hangar serve`'s local one, HANGAR_AGENTS) as regular host rows."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hangar.agentproto.client import AgentClient, AgentError
+from hangar.agentproto.models import AgentInfo
+from hangar.core.db import Database
+from hangar.core.fleet.gateway import AgentHandle, Fleet
+from hangar.core.hosts import rules
+from hangar.core.hosts.liveness import mark_up
+from hangar.core.hosts.models import Host, HostStatus, HostType
+
+log = structlog.get_logger("hangar.hosts.static")
+INFO_TIMEOUT_SECONDS = 5.0
+
+# Never change: host ids of configured agents, and migration 0007's rewrite, derive from it.
+STATIC_HOST_NAMESPACE = uuid.UUID("5f1d8a3e-7c1b-4f2a-9d0e-6b3c2a1f4e57")
+
+
+def static_host_id(name: str) -> str:
+    """The host id of the configured agent called `name` (the same on every start)."""
+    return str(uuid.uuid5(STATIC_HOST_NAMESPACE, name))
+
+
+async def upsert_static_host(
+    session: AsyncSession, name: str, address: str, info: AgentInfo | None
+) -> Host:
+    """The host row of a configured agent, made or refreshed; online when it answered.
+
+    `info` is None when the agent did not answer: a new row then starts `unreachable` and an
+    existing one is left as it is (the capsule reconciler's polls move it from there).
+    """
+    host = await session.get(Host, static_host_id(name))
+    if host is None:
+        host = Host(
+            id=static_host_id(name),
+            type=HostType.REGULAR,
+            team_id=None,
+            status=HostStatus.PENDING if info is not None else HostStatus.UNREACHABLE,
+            draining=False,
+        )
+        session.add(host)
+    host.address = address[: rules.MAX_ADDRESS_LENGTH]
+    if info is not None:
+        host.arch = rules.label("arch", info.arch, 32)
+        host.cpu_cores = rules.count("cpu_cores", info.cpu_cores, rules.MAX_CPU_CORES)
+        host.memory_mb = rules.count("memory_mb", info.memory_mb, rules.MAX_MEMORY_MB)
+        host.disk_gb = rules.count("disk_gb", info.disk_gb, rules.MAX_DISK_GB)
+        await session.flush()
+        mark_up(session, host)
+    await session.flush()
+    return host
+
+
+async def connect_static_agents(
+    db: Database, fleet: Fleet, agents: dict[str, str], token: str | None
+) -> None:
+    """Add each configured agent (name -> address) to the fleet and give it its host row."""
+    for name, address in agents.items():
+        client = AgentClient(address, token=token)
+        try:
+            info: AgentInfo | None = await asyncio.wait_for(client.info(), INFO_TIMEOUT_SECONDS)
+        except (AgentError, TimeoutError) as exc:
+            # Still starting (`hangar serve`'s own agent) or down: the reconciler's polls
+            # bring the host up once it answers.
+            log.warning("host.static_agent_not_answering", name=name, error=str(exc))
+            info = None
+        async with db.session() as session:
+            host = await upsert_static_host(session, name, address, info)
+            await session.commit()
+        fleet.add(
+            AgentHandle(
+                host.id,
+                client,
+                host_ip="127.0.0.1" if address.startswith("unix:") else "",
+                static=True,
+            )
+        )
