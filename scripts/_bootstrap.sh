@@ -50,6 +50,7 @@ ensure_uv() {
 }
 
 ensure_host_packages() {
-    # What host agents use to run sandboxes (bubblewrap jails, debootstrap templates, networking).
-    apt_install bubblewrap debootstrap nftables iproute2 ca-certificates
+    # What host agents use to run sandboxes (bubblewrap jails, debootstrap templates, networking,
+    # size-limited disks: mkfs.ext4, losetup, nsenter).
+    apt_install bubblewrap debootstrap nftables iproute2 ca-certificates e2fsprogs util-linux mount
 }

@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import HTTPConnection
 
+from hangar.agent.network import AddressesExhausted
 from hangar.agent.ptys import PtySession
 from hangar.agent.runtimes.base import (
+    InvalidRequest,
     InvalidState,
     PathError,
     PathNotFound,
@@ -32,6 +35,7 @@ from hangar.agentproto.models import (
     ExecRequest,
     ExecResult,
     FileEntry,
+    FirewallPolicy,
     ListRequest,
     Metrics,
     PathRequest,
@@ -49,6 +53,8 @@ _STATUS: dict[type[RuntimeError_], int] = {
     InvalidState: 409,
     SandboxExists: 409,
     PathError: 400,
+    InvalidRequest: 400,
+    AddressesExhausted: 503,
     TooLarge: 413,
     StartFailed: 502,
 }
@@ -103,6 +109,13 @@ def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
     async def runtime_error(_: Request, exc: RuntimeError_) -> JSONResponse:
         return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=_status(exc))
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return JSONResponse({"code": "invalid_request", "message": message}, status_code=400)
+
     @app.exception_handler(_Refused)
     async def refused(_: Request, exc: _Refused) -> JSONResponse:
         return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.status)
@@ -135,6 +148,10 @@ def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
     @app.post("/v1/sandboxes/{sandbox_id}/resume")
     async def resume(sandbox_id: str) -> Sandbox:
         return await agent.resume(sandbox_id)
+
+    @app.put("/v1/sandboxes/{sandbox_id}/firewall")
+    async def set_firewall(sandbox_id: str, body: FirewallPolicy) -> Sandbox:
+        return await agent.set_firewall(sandbox_id, body)
 
     @app.post("/v1/sandboxes/{sandbox_id}/exec")
     async def exec_(sandbox_id: str, body: ExecRequest) -> ExecResult:

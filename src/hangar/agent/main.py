@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +36,7 @@ def build_agent(settings: AgentSettings) -> Agent:
             settings.data_dir,
             ptys=ptys,
             metrics_interval=settings.metrics_interval,
+            ipv6_prefix=settings.ipv6_prefix,
         )
     from hangar.agent.jail_setup import build_jail
 
@@ -45,6 +47,7 @@ def build_agent(settings: AgentSettings) -> Agent:
         settings.data_dir,
         ptys=ptys,
         metrics_interval=settings.metrics_interval,
+        ipv6_prefix=settings.ipv6_prefix,
     )
 
 
@@ -85,8 +88,34 @@ def agent_server(settings: AgentSettings, agent: Agent) -> uvicorn.Server:
 
 
 async def serve_agent(settings: AgentSettings) -> None:
-    """Run an agent until interrupted; its sandboxes keep running after it exits."""
-    await agent_server(settings, build_agent(settings)).serve()
+    """Run an agent until interrupted; its sandboxes keep running after it exits.
+
+    With `settings.server` it also joins that control plane over its uplink; a control plane
+    that refuses this host for good (EnrollError) stops the agent with that error.
+    """
+    agent = build_agent(settings)
+    server = agent_server(settings, agent)
+    if not settings.server:
+        await server.serve()
+        return
+    from hangar.agent.uplink import Uplink
+
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn's plain flag
+        await asyncio.sleep(0.05)  # (started: the lifespan has started the agent)
+    if serving.done():
+        await serving
+        return
+    uplink = asyncio.create_task(Uplink(settings, build_agent_app(agent), agent.info).run())
+    await asyncio.wait({serving, uplink}, return_when=asyncio.FIRST_COMPLETED)
+    if uplink.done():
+        server.should_exit = True
+        await serving
+        uplink.result()  # raises why the uplink stopped
+        return
+    uplink.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await uplink
 
 
 def run(settings: AgentSettings) -> None:

@@ -15,14 +15,17 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from hangar import __version__
 from hangar.agent.metrics import SAMPLE_SECONDS, SandboxMetrics
+from hangar.agent.network import DEFAULT_PREFIX, AddressPool, to_firewall
 from hangar.agent.ptys import PtyRegistry
 from hangar.agent.runtimes.base import (
     InvalidState,
+    NetworkConfig,
     Runtime,
     RuntimeError_,
     SandboxNotFound,
@@ -31,7 +34,13 @@ from hangar.agent.runtimes.base import (
 )
 from hangar.agent.templates_port import Templates
 from hangar.agentproto import VERSION
-from hangar.agentproto.models import AgentInfo, CreateSandbox, MetricPoint, Sandbox
+from hangar.agentproto.models import (
+    AgentInfo,
+    CreateSandbox,
+    FirewallPolicy,
+    MetricPoint,
+    Sandbox,
+)
 
 log = structlog.get_logger("hangar.agent")
 
@@ -56,6 +65,9 @@ class _Record:
     memory_mb: int
     started_at: float
     guest_ip: str = ""
+    ipv6: str = ""
+    disk_mb: int | None = None
+    firewall: dict[str, Any] | None = None  # FirewallPolicy.model_dump() as last applied
 
 
 class Agent:
@@ -69,8 +81,11 @@ class Agent:
         *,
         ptys: PtyRegistry | None = None,
         metrics_interval: float = SAMPLE_SECONDS,
+        ipv6_prefix: str = DEFAULT_PREFIX,
     ) -> None:
         self.runtime = runtime
+        self.addresses = AddressPool(ipv6_prefix)
+        self._claimed: set[str] = set()  # addresses of creates still in flight
         self.templates = templates
         self.ptys = ptys or PtyRegistry()
         self._records_dir = state_dir / "sandboxes"
@@ -146,7 +161,16 @@ class Agent:
             memory_mb=record.memory_mb,
             guest_ip=record.guest_ip,
             started_at=record.started_at,
+            ipv6=record.ipv6,
+            disk_mb=record.disk_mb,
+            firewall=FirewallPolicy.model_validate(record.firewall) if record.firewall else None,
         )
+
+    def _save(self, record: _Record) -> None:
+        path = self._records_dir / f"{record.sandbox_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(record)))
+        tmp.replace(path)
 
     def lock(self, sandbox_id: str) -> asyncio.Lock:
         """Serialises lifecycle changes of one sandbox."""
@@ -171,28 +195,56 @@ class Agent:
         async with self.lock(request.sandbox_id):
             if request.sandbox_id in self._records:
                 raise SandboxExists(f"sandbox {request.sandbox_id} already exists")
-            rootfs = await self.templates.ensure(request.template)
-            spec = SandboxSpec(
-                sandbox_id=request.sandbox_id,
-                rootfs=rootfs,
-                vcpus=request.vcpus,
-                memory_mb=request.memory_mb,
-                egress=request.egress,
-            )
-            record = _Record(
-                request.sandbox_id, request.template, request.vcpus, request.memory_mb, time.time()
-            )
-            path = self._records_dir / f"{request.sandbox_id}.json"
-            info = await self.runtime.create(spec)
-            record.guest_ip = info.guest_ip
-            # Written after the runtime succeeded: a crash in between leaves an orphan that
-            # the next start destroys, never a record pointing at nothing.
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(record)))
-            tmp.replace(path)
-            self._adopt(record, info.state)
+            network = None
+            if request.network is not None:
+                firewall = to_firewall(request.network.firewall)  # before any work is done
+                used = {r.ipv6 for r in self._records.values()} | self._claimed
+                network = NetworkConfig(self.addresses.allocate(used), firewall)
+                self._claimed.add(network.ipv6)
+            try:
+                rootfs = await self.templates.ensure(request.template)
+                spec = SandboxSpec(
+                    sandbox_id=request.sandbox_id,
+                    rootfs=rootfs,
+                    vcpus=request.vcpus,
+                    memory_mb=request.memory_mb,
+                    egress=request.egress,
+                    disk_mb=request.disk_mb,
+                    network=network,
+                )
+                record = _Record(
+                    request.sandbox_id,
+                    request.template,
+                    request.vcpus,
+                    request.memory_mb,
+                    time.time(),
+                    ipv6=network.ipv6 if network else "",
+                    disk_mb=request.disk_mb,
+                    firewall=request.network.firewall.model_dump() if request.network else None,
+                )
+                info = await self.runtime.create(spec)
+                record.guest_ip = info.guest_ip
+                # Written after the runtime succeeded: a crash in between leaves an orphan
+                # that the next start destroys, never a record pointing at nothing.
+                self._save(record)
+                self._adopt(record, info.state)
+            finally:
+                if network is not None:
+                    self._claimed.discard(network.ipv6)
             log.info("sandbox.created", sandbox_id=request.sandbox_id, template=request.template)
             return self._view(request.sandbox_id)
+
+    async def set_firewall(self, sandbox_id: str, policy: FirewallPolicy) -> Sandbox:
+        """Replace a networked sandbox's inbound policy; it survives agent restarts."""
+        async with self.lock(sandbox_id):
+            self._view(sandbox_id)
+            record = self._records[sandbox_id]
+            if not record.ipv6:
+                raise InvalidState(f"sandbox {sandbox_id} was created without a network")
+            await self.runtime.set_firewall(sandbox_id, to_firewall(policy))
+            record.firewall = policy.model_dump()
+            self._save(record)
+            return self._view(sandbox_id)
 
     async def destroy(self, sandbox_id: str) -> None:
         """Destroy a sandbox; idempotent."""

@@ -34,6 +34,22 @@ class AgentSettings(BaseSettings):
     pty_replay_bytes: int = 256 * 1024
     exec_output_limit: int = 8 * 1024 * 1024
     metrics_interval: float = 0.5
+    server: str | None = Field(
+        default=None, description="Control plane URL to join (`hangar agent --server`)."
+    )
+    registration_token: SecretStr | None = Field(
+        default=None, description="One-time registration token (`--token`); first start only."
+    )
+    advertise_address: str | None = Field(
+        default=None, description="Address reported at registration; default the host name."
+    )
+    heartbeat_seconds: float = Field(default=30.0, gt=0)
+    reconnect_min_seconds: float = Field(default=1.0, gt=0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    ipv6_prefix: str = Field(
+        default="fd68:616e:6761::/64",
+        description="Prefix networked sandboxes get their routed IPv6 address from.",
+    )
 
     def socket_path(self) -> Path:
         """The Unix socket the agent listens on when `listen` names none."""

@@ -50,6 +50,12 @@ class TooLarge(RuntimeError_):
     code = "too_large"
 
 
+class InvalidRequest(RuntimeError_):
+    """The caller asked for something malformed (a bad firewall rule, an address...)."""
+
+    code = "invalid_request"
+
+
 class StartFailed(RuntimeError_):
     """The sandbox could not be started; the runtime has already cleaned up what it made."""
 
@@ -65,6 +71,32 @@ class SandboxState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class PortRule:
+    """Allow inbound IPv6 traffic to `port_start..port_end` from any of `source_cidrs`."""
+
+    protocol: str  # "tcp" | "udp"
+    port_start: int
+    port_end: int
+    source_cidrs: tuple[str, ...] = ("::/0",)
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """Inbound policy: `open` allows all; `restricted` only `ingress` and essential ICMPv6."""
+
+    mode: str = "restricted"  # "open" | "restricted"
+    ingress: tuple[PortRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """A routed IPv6 address (chosen by the agent) behind an inbound firewall."""
+
+    ipv6: str
+    firewall: Firewall = field(default_factory=Firewall)
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """Everything a runtime needs to start one sandbox."""
 
@@ -76,6 +108,8 @@ class SandboxSpec:
     egress: bool = False
     hostname: str = "capsule"
     env: Mapping[str, str] = field(default_factory=dict)
+    disk_mb: int | None = None  # size of the writable layer; None: bounded by the host only
+    network: NetworkConfig | None = None  # None: loopback only
 
 
 @dataclass(frozen=True)
@@ -86,6 +120,7 @@ class SandboxInfo:
     state: SandboxState
     init_pid: int | None = None
     guest_ip: str = ""
+    ipv6: str = ""  # its routed address when it was created with a NetworkConfig
 
 
 @dataclass(frozen=True)
@@ -282,3 +317,7 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def usage(self, sandbox_id: str) -> Usage:
         """Resource usage now."""
+
+    @abc.abstractmethod
+    async def set_firewall(self, sandbox_id: str, firewall: Firewall) -> None:
+        """Atomically replace a networked sandbox's inbound policy (InvalidState if none)."""

@@ -20,6 +20,7 @@ from hangar.agent.runtimes.base import (
     ExecResult,
     FileEntry,
     FileType,
+    Firewall,
     InvalidState,
     PathError,
     PathNotFound,
@@ -82,6 +83,9 @@ class FakeRuntime(Runtime):
     def __init__(self, root: Path) -> None:
         self.root = root
         self._state: dict[str, SandboxState] = {}
+        # What a real runtime would have enforced, for tests to look at.
+        self.specs: dict[str, SandboxSpec] = {}
+        self.firewalls: dict[str, Firewall] = {}
 
     def _dir(self, sandbox_id: str) -> Path:
         if sandbox_id not in self._state:
@@ -103,7 +107,11 @@ class FakeRuntime(Runtime):
         d = self.root / spec.sandbox_id
         shutil.copytree(spec.rootfs, d, symlinks=True, dirs_exist_ok=True)
         self._state[spec.sandbox_id] = SandboxState.RUNNING
-        return SandboxInfo(spec.sandbox_id, SandboxState.RUNNING)
+        self.specs[spec.sandbox_id] = spec
+        if spec.network is not None:
+            self.firewalls[spec.sandbox_id] = spec.network.firewall
+        ipv6 = spec.network.ipv6 if spec.network else ""
+        return SandboxInfo(spec.sandbox_id, SandboxState.RUNNING, ipv6=ipv6)
 
     async def recover(self) -> list[SandboxInfo]:
         return [SandboxInfo(i, s) for i, s in self._state.items()]
@@ -115,6 +123,8 @@ class FakeRuntime(Runtime):
     async def destroy(self, sandbox_id: str) -> None:
         if self._state.pop(sandbox_id, None) is not None:
             shutil.rmtree(self.root / sandbox_id, ignore_errors=True)
+        self.specs.pop(sandbox_id, None)
+        self.firewalls.pop(sandbox_id, None)
 
     async def exec(
         self,
@@ -281,3 +291,11 @@ class FakeRuntime(Runtime):
     async def usage(self, sandbox_id: str) -> Usage:
         self._dir(sandbox_id)
         return Usage(cpu_ns=0, mem_bytes=0, disk_bytes=0)
+
+    async def set_firewall(self, sandbox_id: str, firewall: Firewall) -> None:
+        """Only records the policy: nothing is enforced here."""
+        self._dir(sandbox_id)
+        spec = self.specs.get(sandbox_id)
+        if spec is None or spec.network is None:
+            raise InvalidState(f"sandbox {sandbox_id} has no network")
+        self.firewalls[sandbox_id] = firewall

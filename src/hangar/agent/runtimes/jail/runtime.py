@@ -2,9 +2,13 @@
 
 Per sandbox, `<state_root>/<id>/` holds `state.json`, the overlay's `upper/`, `work/` and
 `merged/` (mounted in the host namespace so it outlives the agent), `run/` (the supervisor's
-config and socket, root-only) and `console.log`. bwrap is started through `setsid --fork`
-after joining the sandbox's cgroups, so sandboxes are never the agent's children and survive
-it; a restarted agent finds them again with `recover()`. Under systemd, give the agent's unit
+config and socket, root-only) and `console.log`. With `disk_mb`, `upper/` and `work/` live
+on `disk/`, a loop-mounted ext4 image `disk.img` of that size (see `disk`). With a network,
+the sandbox runs in its own named network namespace behind nftables (see `net`).
+
+bwrap is started through `setsid --fork` after joining the sandbox's cgroups, so sandboxes
+are never the agent's children and survive it; a restarted agent finds them again with
+`recover()`. Under systemd, give the agent's unit
 `KillMode=process` (or `Delegate=yes`) so stopping it does not kill its cgroup's leftovers.
 
 Needs root: overlay mounts and cgroups are host-wide (no rootless mode, hence no user
@@ -22,18 +26,19 @@ import shutil
 import signal
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
-from functools import partial
+from dataclasses import asdict
 from pathlib import Path
 
+from hangar.agent.runtimes import firewall as policies
 from hangar.agent.runtimes.base import (
     ExecResult,
     FileEntry,
+    Firewall,
     InvalidState,
     PathError,
     Process,
     Pty,
     Runtime,
-    RuntimeError_,
     SandboxInfo,
     SandboxNotFound,
     SandboxSpec,
@@ -41,18 +46,15 @@ from hangar.agent.runtimes.base import (
     StartFailed,
     Usage,
 )
-from hangar.agent.runtimes.jail import fs
-from hangar.agent.runtimes.jail.cgroups import Cgroups, Limits, detect
+from hangar.agent.runtimes.jail import fs, lifecycle, net
+from hangar.agent.runtimes.jail.cgroups import Cgroups, detect
 from hangar.agent.runtimes.jail.sandbox import (
     SANDBOX_ID,
     Layout,
     Record,
-    bwrap_argv,
-    launch,
     validate,
-    write_config,
 )
-from hangar.agent.supervisor.client import SupervisorClient, SupervisorUnavailable
+from hangar.agent.supervisor.client import SupervisorClient
 
 DISK_SAMPLE_SECONDS = 10.0
 
@@ -126,7 +128,12 @@ class JailRuntime(Runtime):
         return SandboxState.PAUSED if frozen else SandboxState.RUNNING
 
     def _info(self, record: Record) -> SandboxInfo:
-        return SandboxInfo(record.sandbox_id, self._state(record), record.init_pid)
+        state = self._state(record)
+        return SandboxInfo(record.sandbox_id, state, record.init_pid, ipv6=record.ipv6)
+
+    def net_names(self, sandbox_id: str) -> net.Names:
+        """The netns and host veth names of a networked sandbox (for inspection and tests)."""
+        return net.names_for(self.state_root, sandbox_id)
 
     def _client(self, sandbox_id: str) -> SupervisorClient:
         """A client for a running sandbox; InvalidState when it is paused or stopped."""
@@ -155,6 +162,10 @@ class JailRuntime(Runtime):
             raise StartFailed("the jail runtime needs root (overlay mounts and cgroups)")
         if shutil.which(self.bwrap) is None:
             raise StartFailed(f"{self.bwrap} not found: install bubblewrap")
+        if spec.network is not None:
+            policies.check(spec.network.firewall)  # a bad policy is the caller's error
+        if missing := lifecycle.missing_tools(spec):
+            raise StartFailed(f"missing host tools: {', '.join(missing)}")
         async with self._lock(spec.sandbox_id):
             layout = self.layout(spec.sandbox_id)
             if spec.sandbox_id in self._records or layout.root.exists():
@@ -175,53 +186,25 @@ class JailRuntime(Runtime):
             return self._info(record)
 
     def _start(self, record: Record, layout: Layout) -> None:
-        """Blocking part of create: directories, overlay, cgroups, bwrap."""
-        layout.root.mkdir(parents=True, mode=0o700)
-        for path in (layout.upper, layout.work, layout.merged):
-            path.mkdir()
-        layout.run.mkdir(mode=0o700)
-        record.save(layout.state)  # first, so a crash below is still cleaned up by recover
-        fs.mount_overlay(Path(record.rootfs), layout.upper, layout.work, layout.merged)
-        limits = Limits(record.vcpus, record.memory_mb, record.pids_max)
-        self.cgroups.create(record.sandbox_id, limits)
-        write_config(layout, record.env)
-        argv = partial(bwrap_argv, self.bwrap, layout, record.hostname)
-        record.init_pid = launch(argv, layout, self.cgroups.join_files(record.sandbox_id))
-        record.init_start = fs.process_start_time(record.init_pid)
-        record.save(layout.state)
+        """Blocking part of create: directories, disk, overlay, network, cgroups, bwrap."""
+        names = self.net_names(record.sandbox_id) if record.ipv6 else None
+        lifecycle.start(record, layout, self.cgroups, self.bwrap, names)
 
     async def _wait_ready(self, record: Record, layout: Layout) -> None:
         """Ping the supervisor until it answers; fail fast if the sandbox's init died."""
-        client = SupervisorClient(layout.socket)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout
-        delay = 0.001  # the supervisor is usually up within tens of ms: poll fast, then back off
-        while True:
-            if not self._alive(record):
-                raise StartFailed("the sandbox's init exited during start")
-            try:
-                await client.ping()
-                return
-            except SupervisorUnavailable:
-                if loop.time() > deadline:
-                    raise StartFailed("the supervisor did not come up in time") from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.02)
+        await lifecycle.wait_ready(lambda: self._alive(record), layout, self.ready_timeout)
 
     def _teardown(self, sandbox_id: str) -> None:
-        """Kill, unmount, remove cgroups and the state directory; safe on partial state."""
+        """Kill, unmount, remove network, cgroups and the state dir; safe on partial state."""
         layout = self.layout(sandbox_id)
+        names = self.net_names(sandbox_id)  # what a start that died early would have made
         with contextlib.suppress(OSError, ValueError, TypeError):
             record = Record.load(layout.state)
+            if record.netns:
+                names = net.Names(record.netns, record.host_veth)
             if record.init_pid and self._alive(record):  # even if its cgroup went missing
                 os.kill(record.init_pid, signal.SIGKILL)
-        self.cgroups.kill_all(sandbox_id)
-        fs.unmount(layout.merged)
-        self.cgroups.remove(sandbox_id)
-        if os.path.ismount(layout.merged):  # never recurse into a live root filesystem
-            raise RuntimeError_(f"{layout.merged} is still mounted")
-        if layout.root.exists():
-            shutil.rmtree(layout.root)
+        lifecycle.teardown(sandbox_id, layout, self.cgroups, names)
 
     async def recover(self) -> list[SandboxInfo]:
         """Re-adopt live sandboxes from their state dirs; clean up the dead ones."""
@@ -248,7 +231,12 @@ class JailRuntime(Runtime):
             record = Record.load(layout.state)
         except (OSError, ValueError, TypeError):
             return None
-        return record if self._alive(record) and os.path.ismount(layout.merged) else None
+        if not (self._alive(record) and os.path.ismount(layout.merged)):
+            return None
+        if record.netns and record.init_pid:  # e.g. /run was cleaned under a live sandbox
+            with contextlib.suppress(OSError):
+                net.repin(net.Names(record.netns, record.host_veth), record.init_pid)
+        return record
 
     async def inspect(self, sandbox_id: str) -> SandboxInfo:
         """Current state of one sandbox."""
@@ -298,6 +286,21 @@ class JailRuntime(Runtime):
                 if state is SandboxState.RUNNING:
                     await asyncio.to_thread(self.cgroups.set_frozen, sandbox_id, False)
         return await asyncio.to_thread(fs.allocated_bytes, dest)
+
+    async def set_firewall(self, sandbox_id: str, firewall: Firewall) -> None:
+        """Replace a networked sandbox's nftables table in one transaction; persist it."""
+        policies.check(firewall)
+        async with self._lock(sandbox_id):
+            record = self._record(sandbox_id)
+            if not record.netns:
+                raise InvalidState(f"sandbox {sandbox_id} has no network")
+            names = net.Names(record.netns, record.host_veth)
+            try:
+                await asyncio.to_thread(net.apply_firewall, names, firewall)
+            except OSError as exc:
+                raise InvalidState(f"sandbox {sandbox_id}: {exc}") from exc
+            record.firewall = asdict(firewall)
+            await asyncio.to_thread(record.save, self.layout(sandbox_id).state)
 
     async def _disk_bytes(self, sandbox_id: str) -> int:
         # Walking the upper layer is the costliest part of a sample; disk use changes slowly,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -13,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hangar.agent.runtimes.base import SandboxSpec
+from hangar.agent.runtimes.base import Firewall, PortRule, SandboxSpec
+from hangar.agent.runtimes.jail.disk import MAX_MB, MIN_MB
 from hangar.agent.supervisor import SCRIPT
 from hangar.agent.supervisor.supervisor import SOCKET_NAME
 
@@ -50,6 +52,11 @@ class Record:
     init_start: int | None = None  # /proc/<pid>/stat starttime: guards against pid reuse
     cgroup_version: int = 0
     created_at: float = field(default_factory=time.time)
+    disk_mb: int | None = None  # the writable layer is an ext4 image of this size
+    ipv6: str = ""  # networked: its own netns with this address
+    firewall: dict[str, Any] | None = None  # asdict(Firewall) as last applied
+    netns: str = ""
+    host_veth: str = ""
 
     @classmethod
     def from_spec(cls, spec: SandboxSpec, cgroup_version: int) -> Record:
@@ -63,7 +70,25 @@ class Record:
             hostname=spec.hostname,
             env=dict(spec.env),
             cgroup_version=cgroup_version,
+            disk_mb=spec.disk_mb,
+            ipv6=spec.network.ipv6 if spec.network else "",
+            firewall=asdict(spec.network.firewall) if spec.network else None,
         )
+
+    def policy(self) -> Firewall | None:
+        """The firewall last applied, or None for a sandbox without a network."""
+        if self.firewall is None:
+            return None
+        rules = tuple(
+            PortRule(
+                protocol=r["protocol"],
+                port_start=r["port_start"],
+                port_end=r["port_end"],
+                source_cidrs=tuple(r["source_cidrs"]),
+            )
+            for r in self.firewall.get("ingress", ())
+        )
+        return Firewall(mode=self.firewall["mode"], ingress=rules)
 
     def save(self, path: Path) -> None:
         """Write atomically so a crash never leaves half a state file."""
@@ -90,14 +115,24 @@ class Layout:
         return self.root / "state.json"
 
     @property
+    def image(self) -> Path:
+        """The sparse ext4 image of a size-limited writable layer."""
+        return self.root / "disk.img"
+
+    @property
+    def disk(self) -> Path:
+        """Where that image is mounted; upper and work live on it when it exists."""
+        return self.root / "disk"
+
+    @property
     def upper(self) -> Path:
         """The overlay's writable layer: everything the sandbox changed."""
-        return self.root / "upper"
+        return (self.disk if self.disk.is_dir() else self.root) / "upper"
 
     @property
     def work(self) -> Path:
-        """Overlay scratch space."""
-        return self.root / "work"
+        """Overlay scratch space (on the same filesystem as upper, as overlayfs requires)."""
+        return (self.disk if self.disk.is_dir() else self.root) / "work"
 
     @property
     def merged(self) -> Path:
@@ -140,6 +175,12 @@ def validate(spec: SandboxSpec) -> None:
             raise ValueError(f"invalid environment variable {key!r}")
     if spec.egress:
         raise ValueError("egress networking is not implemented by the jail runtime yet")
+    if spec.disk_mb is not None and not MIN_MB <= spec.disk_mb <= MAX_MB:
+        raise ValueError(f"disk_mb must be in {MIN_MB}..{MAX_MB}")
+    if spec.network is not None:
+        address = ipaddress.IPv6Address(spec.network.ipv6)  # ValueError if it is not one
+        if address.is_link_local or address.is_multicast or address.is_loopback:
+            raise ValueError(f"{address} cannot be a sandbox's routed address")
     if not spec.rootfs.is_dir():
         raise ValueError(f"rootfs {spec.rootfs} is not a directory")
     if not os.path.lexists(spec.rootfs / "usr/bin/python3"):
@@ -162,9 +203,16 @@ def write_config(layout: Layout, env: Mapping[str, str]) -> None:
         json.dump(config, f)
 
 
-def bwrap_argv(bwrap: str, layout: Layout, hostname: str, info_fd: int) -> list[str]:
-    """bwrap's command line: every namespace but the user one (we are root), loopback only."""
+def bwrap_argv(
+    bwrap: str, layout: Layout, hostname: str, info_fd: int, *, own_netns: bool = False
+) -> list[str]:
+    """bwrap's command line: every namespace but the user one (we are root).
+
+    Loopback only, unless `own_netns`: then bwrap already runs inside the sandbox's own
+    network namespace (see `launch`) and keeps it instead of making an empty one.
+    """
     caps = [arg for cap in SUPERVISOR_CAPS for arg in ("--cap-add", cap)]
+    net = [] if own_netns else ["--unshare-net"]
     return [
         bwrap,
         "--bind", str(layout.merged), "/",
@@ -175,7 +223,7 @@ def bwrap_argv(bwrap: str, layout: Layout, hostname: str, info_fd: int) -> list[
         "--tmpfs", "/run",
         "--ro-bind", str(SCRIPT), f"{IN_SANDBOX}/supervisor.py",
         "--bind", str(layout.run), f"{IN_SANDBOX}/io",
-        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", *net, "--unshare-cgroup",
         "--hostname", hostname,
         "--as-pid-1",  # the supervisor is init: it reaps orphans, and its death ends all
         "--new-session",
@@ -204,18 +252,21 @@ def launch(
     layout: Layout,
     cgroup_files: Sequence[Path],
     timeout: float = 10.0,
+    netns: Path | None = None,
 ) -> int:
     """Start bwrap detached from us (new session, re-parented to init); returns the init pid.
 
     `setsid --fork` makes bwrap a grandchild that outlives the agent without ever becoming
-    our zombie; it joins the sandbox's cgroups before exec so nothing escapes them.
+    our zombie; it joins the sandbox's cgroups before exec so nothing escapes them. With
+    `netns`, nsenter moves it into that network namespace before bwrap starts.
     """
+    enter = ["nsenter", f"--net={netns}", "--"] if netns is not None else []
     info_r, info_w = os.pipe()
     try:
         argv = argv_for_fd(info_w)
         with open(layout.console, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
-                ["setsid", "--fork", *argv],  # noqa: S607
+                ["setsid", "--fork", *enter, *argv],  # noqa: S607
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
