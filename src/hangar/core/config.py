@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,17 @@ class GitHubOAuthSettings(BaseModel):
     scopes: str = "read:user user:email"
 
 
+class QuotaSettings(BaseModel):
+    """Default per-team limits (`HANGAR_QUOTAS__*`); a team's own row overrides them."""
+
+    vcpu: int = Field(default=64, ge=0, description="vCPUs of a team's live capsules.")
+    memory_mib: int = Field(default=131072, ge=0, description="MiB of memory of live capsules.")
+    disk_gib: int = Field(
+        default=2048, ge=0, description="GiB of disk of live capsules (those with a disk size)."
+    )
+    snapshot_count: int = Field(default=100, ge=0, description="Snapshots a team may keep.")
+
+
 class CapsuleSettings(BaseModel):
     """Bounds and timings of capsules."""
 
@@ -41,6 +52,16 @@ class CapsuleSettings(BaseModel):
     # An agent sandbox without a capsule row is only destroyed after this long, so that a
     # create whose row is not yet committed is never mistaken for an orphan.
     orphan_grace_seconds: float = 600.0
+    # Exec replies keep at most this many bytes of stdout and of stderr each; the rest is
+    # dropped and reported as truncated. Agents cut at their own limit too (8 MiB by default).
+    max_disk_gb: int = Field(default=1024, ge=1)
+    exec_output_limit_bytes: int = Field(default=1024 * 1024, ge=1)
+    console_token_ttl_seconds: int = Field(default=60, ge=1)
+    # A queued capsule is marked `error` after this many failed starts.
+    provision_max_attempts: int = Field(default=5, ge=1)
+    # The team limits in force; CoreSettings copies its `quotas` (HANGAR_QUOTAS__*) here so
+    # every service built from CapsuleSettings enforces the configured defaults.
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
 
 
 class ChannelSettings(BaseModel):
@@ -63,6 +84,15 @@ class HostSettings(BaseModel):
     # An online host whose last heartbeat is older than this becomes `unreachable`.
     heartbeat_timeout_seconds: float = 90.0
     reconcile_seconds: float = 5.0
+    # A configured agent that does not answer a poll within this is taken to be down.
+    poll_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Placement: a host offers cpu_cores x cpu_overcommit vCPUs and memory_mb x memory_overcommit
+    # MB, less the reserve kept for the host itself. Idle capsules use little CPU, so vCPUs are
+    # overcommitted generously by default; memory much less.
+    cpu_overcommit: float = Field(default=8.0, gt=0)
+    memory_overcommit: float = Field(default=1.5, gt=0)
+    reserve_vcpus: float = Field(default=0.0, ge=0)
+    reserve_memory_mb: int = Field(default=512, ge=0)
 
 
 class CoreSettings(BaseSettings):
@@ -92,6 +122,7 @@ class CoreSettings(BaseSettings):
     capsules: CapsuleSettings = Field(default_factory=CapsuleSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     hosts: HostSettings = Field(default_factory=HostSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     sealing_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Base64 AES-256 keys sealing channel secrets; the first seals, all open. "
@@ -104,6 +135,12 @@ class CoreSettings(BaseSettings):
     nats_subject_prefix: str = "hangar.events"
     log_level: str = "info"
     log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    @model_validator(mode="after")
+    def _share_quotas(self) -> CoreSettings:
+        # The same object, so a later change to `quotas` is seen by capsule services too.
+        self.capsules.quotas = self.quotas
+        return self
 
     def resolved_database_url(self) -> str:
         """The database URL in force: the configured one, else SQLite in the data directory."""

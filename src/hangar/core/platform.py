@@ -32,7 +32,7 @@ class Platform:
         self.user_tokens = UserTokens(self.signer, settings.user_token_ttl_seconds)
         self.oauth_states = OAuthStates(self.signer)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0), follow_redirects=False)
-        self.fleet = Fleet()
+        self.fleet = Fleet(settings.hosts)
         self.bus = EventBus()
         self.sealer = Sealer(
             load_or_create_sealing_keys(

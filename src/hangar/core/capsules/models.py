@@ -5,7 +5,16 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hangar.core.clock import utcnow
@@ -54,6 +63,16 @@ class Capsule(TimestampedModel):
     last_active_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     destroyed_at: Mapped[datetime | None] = mapped_column(default=None)
+    name: Mapped[str | None] = mapped_column(String(64), default=None)
+    machine_type: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Writable disk in GiB, enforced by the runtime; None: no limit (Wrenn capsules).
+    disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
+    # JSON firewall policy (capsules.firewall); None: loopback-only networking, no IPv6.
+    firewall: Mapped[str | None] = mapped_column(Text, default=None)
+    ipv6: Mapped[str] = mapped_column(String(64), default="")
+    # The machine type or snapshot name it was made from, as it was called then.
+    source_name: Mapped[str | None] = mapped_column(String(64), default=None)
+    source_snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
 
 
 class TemplateKind(enum.StrEnum):
@@ -61,6 +80,14 @@ class TemplateKind(enum.StrEnum):
 
     BASE = "base"
     SNAPSHOT = "snapshot"
+
+
+class SnapshotStatus(enum.StrEnum):
+    """A snapshot is usable once `ready`."""
+
+    CREATING = "creating"
+    READY = "ready"
+    ERROR = "error"
 
 
 class Template(TimestampedModel):
@@ -77,6 +104,25 @@ class Template(TimestampedModel):
     vcpus: Mapped[int | None] = mapped_column(Integer)
     memory_mb: Mapped[int | None] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=SnapshotStatus.READY)
+    status_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    source_capsule_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # The source capsule's firewall policy (JSON) and disk size, given to capsules made from it.
+    firewall: Mapped[str | None] = mapped_column(Text, default=None)
+    disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class ConsoleToken(TimestampedModel):
+    """A one-time console token of a capsule; only its hash is kept."""
+
+    __tablename__ = "console_tokens"
+
+    capsule_id: Mapped[str] = mapped_column(
+        ForeignKey("capsules.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class MetricSample(Base):

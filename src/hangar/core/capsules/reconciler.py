@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
 from hangar.agentproto.client import AgentError
+from hangar.agentproto.models import Sandbox
 from hangar.core.capsules.models import CapsuleStatus, UsageSample
+from hangar.core.capsules.provisioner import provision_pending
 from hangar.core.capsules.repository import CapsuleRepository
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.clock import utcnow
-from hangar.core.config import CapsuleSettings
+from hangar.core.config import CapsuleSettings, HostSettings
 from hangar.core.db import Database
 from hangar.core.errors import DomainError
-from hangar.core.events.outbox import record
 from hangar.core.fleet.gateway import Fleet
+from hangar.core.hosts.liveness import UP, mark_down, mark_up, stale
+from hangar.core.hosts.models import HostStatus
+from hangar.core.hosts.repository import HostRepository
 
 log = structlog.get_logger("hangar.capsules.reconciler")
 
@@ -26,12 +30,18 @@ log = structlog.get_logger("hangar.capsules.reconciler")
 class CapsuleReconciler:
     """Auto-pause, host state sync and usage sampling, on a timer."""
 
-    def __init__(self, db: Database, fleet: Fleet, settings: CapsuleSettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        fleet: Fleet,
+        settings: CapsuleSettings,
+        hosts: HostSettings | None = None,
+    ) -> None:
         self.db = db
         self.fleet = fleet
         self.settings = settings
+        self.hosts = hosts or HostSettings()
         self._last_usage = 0.0
-        self._host_up: dict[str, bool] = {}
 
     async def run_forever(self) -> None:
         """Tick until cancelled; a failing tick is logged and retried next time."""
@@ -46,6 +56,7 @@ class CapsuleReconciler:
         """One pass of every job."""
         await self.auto_pause()
         await self.sync_hosts()
+        await provision_pending(self.db, self.fleet, self.settings)
         if time.monotonic() - self._last_usage >= self.settings.usage_sample_seconds:
             self._last_usage = time.monotonic()
             await self.sample_usage()
@@ -74,36 +85,27 @@ class CapsuleReconciler:
                     )
 
     async def sync_hosts(self) -> None:
-        """Make rows match each reachable host's sandboxes; destroy old orphans."""
+        """Make rows match each connected host's sandboxes; destroy old orphans.
+
+        A successful poll is proof of life (the host row comes back up, which is how configured
+        agents get their heartbeats); a failed poll takes a configured agent's host down at
+        once (registered hosts go down when their heartbeats stop, in HeartbeatReconciler).
+        """
         for handle in self.fleet.hosts():
+            polled_at = utcnow()
             try:
-                reported = {s.sandbox_id: s for s in await handle.client.list_sandboxes()}
-            except AgentError as exc:
-                await self._host_seen(handle.host_id, up=False, reason=exc.message)
-                continue  # its capsules are left as they are until the host is seen again
-            await self._host_seen(handle.host_id, up=True)
-            async with self.db.session() as session:
-                repo = CapsuleRepository(session)
-                known: set[str] = set()
-                for capsule in await repo.all_live():
-                    if capsule.host_id != handle.host_id:
-                        continue
-                    known.add(capsule.id)
-                    sandbox = reported.get(capsule.id)
-                    if sandbox is None:
-                        if capsule.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED):
-                            capsule.status = CapsuleStatus.MISSING
-                            capsule.status_reason = "the host no longer has this capsule"
-                    elif sandbox.status == "stopped":
-                        capsule.status = CapsuleStatus.ERROR
-                        capsule.status_reason = "the capsule's processes exited"
-                    elif capsule.status in (CapsuleStatus.MISSING, CapsuleStatus.ERROR) or (
-                        capsule.status != sandbox.status
-                        and capsule.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
-                    ):
-                        capsule.status = sandbox.status
-                        capsule.status_reason = None
-                await session.commit()
+                listed = await asyncio.wait_for(
+                    handle.client.list_sandboxes(), self.hosts.poll_timeout_seconds
+                )
+            except (AgentError, TimeoutError) as exc:
+                if handle.static:
+                    why = exc.message if isinstance(exc, AgentError) else "no answer in time"
+                    await self._host_down(handle.host_id, why)
+                continue  # its capsules are left to the host's state until it is seen again
+            reported = {s.sandbox_id: s for s in listed}
+            known = await self._sync_host(handle.host_id, reported, polled_at)
+            if known is None:
+                continue  # no host row (deleted): its sandboxes are not ours to judge
             grace = time.time() - self.settings.orphan_grace_seconds
             for sandbox_id, sandbox in reported.items():
                 if sandbox_id not in known and sandbox.started_at < grace:
@@ -111,21 +113,57 @@ class CapsuleReconciler:
                     with contextlib.suppress(AgentError):
                         await handle.client.destroy_sandbox(sandbox_id)
 
-    async def _host_seen(self, host_id: str, *, up: bool, reason: str = "") -> None:
-        """Emit host.up/host.down when reachability changes (first contact counts as up).
-
-        Kept in memory per control-plane process until hosts have rows of their own; a
-        restarted control plane reports its hosts up again on first contact.
-        """
-        if self._host_up.get(host_id) == up or (not up and host_id not in self._host_up):
-            self._host_up.setdefault(host_id, up)
-            return
-        self._host_up[host_id] = up
+    async def _sync_host(
+        self, host_id: str, reported: dict[str, Sandbox], polled_at: datetime
+    ) -> set[str] | None:
+        """Bring the host row up and its capsule rows in line; the capsule ids it has."""
         async with self.db.session() as session:
-            payload = {"host_id": host_id} | ({} if up else {"reason": reason})
-            record(session, "host.up" if up else "host.down", team_id=None, payload=payload)
+            host = await HostRepository(session).get(host_id)
+            if host is None:
+                return None
+            alive_again = host.status not in UP
+            if alive_again or stale(host, self.hosts.heartbeat_timeout_seconds / 4):
+                mark_up(session, host)
+            if alive_again:
+                log.info("host.up", host_id=host_id)
+            known: set[str] = set()
+            for capsule in await CapsuleRepository(session).all_live():
+                if capsule.host_id != host_id:
+                    continue
+                known.add(capsule.id)
+                if capsule.updated_at >= polled_at:
+                    continue  # created, paused or resumed since the poll: newer than it
+                sandbox = reported.get(capsule.id)
+                if sandbox is None:
+                    if capsule.status in (
+                        CapsuleStatus.RUNNING,
+                        CapsuleStatus.PAUSED,
+                        CapsuleStatus.MISSING,
+                    ):
+                        capsule.status = CapsuleStatus.MISSING
+                        capsule.status_reason = "the host no longer has this capsule"
+                elif sandbox.status == "stopped":
+                    capsule.status = CapsuleStatus.ERROR
+                    capsule.status_reason = "the capsule's processes exited"
+                elif capsule.status in (CapsuleStatus.MISSING, CapsuleStatus.ERROR) or (
+                    capsule.status != sandbox.status
+                    and capsule.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
+                ):
+                    capsule.status = sandbox.status
+                    capsule.status_reason = None
             await session.commit()
-        log.info("host.up" if up else "host.down", host_id=host_id)
+            return known
+
+    async def _host_down(self, host_id: str, reason: str) -> None:
+        """A configured agent stopped answering: its host goes unreachable (once)."""
+        async with self.db.session() as session:
+            host = await HostRepository(session).get(host_id)
+            if host is None:
+                return
+            missing = await mark_down(session, host, HostStatus.UNREACHABLE, reason)
+            await session.commit()
+        if missing is not None:
+            log.warning("host.down", host_id=host_id, capsules_missing=len(missing))
 
     async def sample_usage(self) -> None:
         """Record each team's running capsules and reservations."""

@@ -36,6 +36,10 @@ class CapsuleRepository:
             )
         ).scalar_one_or_none()
 
+    async def get_any(self, capsule_id: str | None) -> Capsule | None:
+        """A capsule by id, destroyed or not (for provenance)."""
+        return await self.session.get(Capsule, capsule_id) if capsule_id else None
+
     async def list_live(self, team_id: str) -> Sequence[Capsule]:
         """A team's capsules that have not been destroyed, newest first."""
         result = await self.session.execute(
@@ -51,6 +55,41 @@ class CapsuleRepository:
             select(Capsule).where(Capsule.status.in_(list(LIVE_STATUSES)))
         )
         return result.scalars().all()
+
+    async def pending(self) -> Sequence[Capsule]:
+        """Capsules queued for a host, oldest first (for the provisioner)."""
+        result = await self.session.execute(
+            select(Capsule)
+            .where(Capsule.status == CapsuleStatus.PENDING)
+            .order_by(Capsule.created_at)
+        )
+        return result.scalars().all()
+
+    async def team_totals(self, team_id: str) -> tuple[int, int, int]:
+        """(vcpus, memory_mb, disk_gb) reserved by a team's live capsules."""
+        row = (
+            await self.session.execute(
+                select(
+                    func.coalesce(func.sum(Capsule.vcpus), 0),
+                    func.coalesce(func.sum(Capsule.memory_mb), 0),
+                    func.coalesce(func.sum(func.coalesce(Capsule.disk_gb, 0)), 0),
+                ).where(Capsule.team_id == team_id, Capsule.status != CapsuleStatus.STOPPED)
+            )
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def snapshot_users(self, team_id: str, snapshot_id: str, name: str) -> list[str]:
+        """Ids of a team's live capsules whose filesystem sits on a snapshot."""
+        result = await self.session.execute(
+            select(Capsule.id).where(
+                Capsule.team_id == team_id,
+                Capsule.status != CapsuleStatus.STOPPED,
+                # Rows from before source_snapshot_id existed only name their template.
+                (Capsule.source_snapshot_id == snapshot_id)
+                | ((Capsule.source_snapshot_id.is_(None)) & (Capsule.template == name)),
+            )
+        )
+        return list(result.scalars().all())
 
     async def team_reservations(self) -> list[tuple[str, int, int, int]]:
         """(team_id, running, vcpus, memory_mb) of every team with running capsules."""
@@ -111,6 +150,21 @@ class TemplateRepository:
                 select(Template).where(Template.team_id == team_id, Template.name == name)
             )
         ).scalar_one_or_none()
+
+    async def get_by_id(self, team_id: str, template_id: str) -> Template | None:
+        """A team's snapshot template by id."""
+        return (
+            await self.session.execute(
+                select(Template).where(Template.team_id == team_id, Template.id == template_id)
+            )
+        ).scalar_one_or_none()
+
+    async def count_for_team(self, team_id: str) -> int:
+        """How many snapshot templates a team keeps (any status)."""
+        count = await self.session.scalar(
+            select(func.count()).select_from(Template).where(Template.team_id == team_id)
+        )
+        return int(count or 0)
 
     async def list_for_team(self, team_id: str) -> Sequence[Template]:
         """A team's snapshot templates, newest first."""

@@ -8,6 +8,7 @@ from hangar.core.config import CapsuleSettings
 from hangar.core.errors import InvalidInput
 
 HOME = "/home/user"
+MAX_NAME = 64
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -23,6 +24,25 @@ def check_resources(
         )
     if not 0 <= timeout_sec <= settings.max_timeout_sec:
         raise InvalidInput(f"timeout_sec must be between 0 and {settings.max_timeout_sec}")
+
+
+def check_name(name: str | None) -> str | None:
+    """A capsule or snapshot display name: 1-64 printable characters, trimmed."""
+    if name is None:
+        return None
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or not name.isprintable():
+        raise InvalidInput(f"name must be 1-{MAX_NAME} printable characters")
+    return name
+
+
+def check_disk_gb(settings: CapsuleSettings, disk_gb: int | None, minimum: int) -> int | None:
+    """A disk size in GiB no smaller than `minimum` and the configured cap; None: no limit."""
+    if disk_gb is None:
+        return None
+    if not minimum <= disk_gb <= settings.max_disk_gb:
+        raise InvalidInput(f"disk size must be between {minimum} and {settings.max_disk_gb} GiB")
+    return disk_gb
 
 
 def check_template_name(name: str) -> str:

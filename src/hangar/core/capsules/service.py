@@ -9,18 +9,35 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hangar.agentproto.client import AgentError, AgentStream, AsyncFile
-from hangar.agentproto.models import CreateSandbox, ExecRequest, FileEntry, MetricPoint
-from hangar.core.capsules.agents import agent_call, translate
-from hangar.core.capsules.models import Capsule, CapsuleStatus, MetricSample
+from hangar.agentproto.client import AgentStream, AsyncFile
+from hangar.agentproto.models import ExecRequest, FileEntry, MetricPoint
+from hangar.core.capsules.agents import agent_call
+from hangar.core.capsules.firewall import (
+    DEFAULT_POLICY,
+    FirewallPolicy,
+    to_json,
+    to_wire,
+    validated,
+)
+from hangar.core.capsules.launch import (
+    capsule_event,
+    mark_running,
+    new_capsule,
+    on_snapshot,
+    snapshot_capsule,
+    start_sandbox,
+    template_ready,
+)
+from hangar.core.capsules.machine_types import BASE_DISK_GB
+from hangar.core.capsules.machine_types import machine_type as lookup_machine_type
+from hangar.core.capsules.models import Capsule, CapsuleStatus, MetricSample, Template
 from hangar.core.capsules.repository import CapsuleRepository, TemplateRepository
-from hangar.core.capsules.rules import check_resources, sandbox_path
+from hangar.core.capsules.rules import check_name, sandbox_path
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
-from hangar.core.errors import InvalidInput, InvalidState, NotFound
-from hangar.core.events.outbox import record
-from hangar.core.fleet.gateway import Fleet
-from hangar.core.ids import new_id
+from hangar.core.errors import DomainError, InvalidInput, InvalidState, NotFound, Unavailable
+from hangar.core.fleet.gateway import AgentHandle, Fleet
+from hangar.core.quotas.service import QuotaService
 
 DEFAULT_TEMPLATE = "minimal"
 
@@ -47,6 +64,7 @@ class CapsuleService:
         self.settings = settings
         self.capsules = CapsuleRepository(session)
         self.templates = TemplateRepository(session)
+        self.quotas = QuotaService(session, settings.quotas)
 
     async def get(self, team_id: str, capsule_id: str) -> Capsule:
         """A live capsule of the team, else NotFound (other teams' capsules look absent)."""
@@ -67,70 +85,162 @@ class CapsuleService:
         return capsule
 
     async def create(
-        self, team_id: str, *, template: str, vcpus: int, memory_mb: int, timeout_sec: int
+        self,
+        team_id: str,
+        *,
+        template: str,
+        vcpus: int,
+        memory_mb: int,
+        timeout_sec: int,
+        name: str | None = None,
+        disk_gb: int | None = None,
+        firewall: FirewallPolicy | None = None,
+        machine_type: str | None = None,
+        queue: bool = False,
     ) -> Capsule:
-        """Place and start a capsule; nothing is left behind if the host fails to start it."""
-        check_resources(self.settings, vcpus, memory_mb, timeout_sec)
+        """Place and start a capsule; nothing is left behind if the host fails to start it.
+
+        `machine_type` sets vcpus and memory; `firewall` gives it an IPv6 address behind that
+        policy; with `queue`, one no host can start now is kept `pending` for the provisioner.
+        """
+        if machine_type is not None:
+            size = lookup_machine_type(machine_type)
+            vcpus, memory_mb = size.vcpus, size.memory_mb
+        capsule = new_capsule(
+            self.settings,
+            team_id,
+            template,
+            vcpus,
+            memory_mb,
+            timeout_sec,
+            name=name,
+            disk_gb=disk_gb,
+            firewall=firewall,
+            machine_type=machine_type,
+        )
         snapshot = await self.templates.get(team_id, template)
         if snapshot is not None:
-            handle_id, host_template = snapshot.host_id, snapshot.host_template
-            handle = next((h for h in self.fleet.hosts() if h.host_id == handle_id), None)
-            if handle is None:
-                self.fleet.agent(handle_id)  # raises host_unavailable
-                raise AssertionError
-        else:
-            handle = self.fleet.place(vcpus, memory_mb)
-            host_template = template
+            return await self._start_from(capsule, snapshot, queue=queue)
+        handle = await self._place(capsule, queue, None)
+        if handle is None:
+            return await self._queue(capsule)
+        host_template = template
+        if template != DEFAULT_TEMPLATE:  # every host can build the default: skip the call
             async with agent_call():
-                bases = {t.name for t in await handle.client.list_templates() if t.type == "base"}
-            if template not in bases | {DEFAULT_TEMPLATE}:
+                listed = await handle.client.list_templates()
+            if template not in {t.name for t in listed if t.type == "base"}:
                 raise InvalidInput(f"unknown template: {template}")
-        capsule = Capsule(
-            id=new_id(),
-            team_id=team_id,
-            host_id=handle.host_id,
-            template=template,
-            vcpus=vcpus,
-            memory_mb=memory_mb,
-            timeout_sec=timeout_sec,
-            status=CapsuleStatus.STARTING,
-            host_ip=handle.host_ip,
-        )
-        request = CreateSandbox(
-            sandbox_id=capsule.id, template=host_template, vcpus=vcpus, memory_mb=memory_mb
-        )
+        elif queue and not await template_ready(handle.client, template):
+            # Building the default takes minutes: answer now, start it in the background.
+            return await self._queue(capsule)
+        return await self._start(capsule, handle, host_template)
+
+    async def _start_from(self, capsule: Capsule, snapshot: Template, *, queue: bool) -> Capsule:
+        """Start a capsule on a snapshot template; snapshots live on one host."""
+        on_snapshot(capsule, snapshot)
+        handle = await self._place(capsule, queue, snapshot.host_id)
+        if handle is None:
+            return await self._queue(capsule)
+        return await self._start(capsule, handle, snapshot.host_template)
+
+    async def _place(
+        self, capsule: Capsule, queue: bool, host_id: str | None
+    ) -> AgentHandle | None:
+        """After the team's quota allows it, a host; None when none can take it and `queue`."""
+        team_id, vcpus, memory_mb = capsule.team_id, capsule.vcpus, capsule.memory_mb
+        await self.quotas.check_capsule(team_id, vcpus, memory_mb, capsule.disk_gb)
         try:
-            sandbox = await handle.client.create_sandbox(request)
-        except AgentError as exc:
-            # The agent cleans up a failed start itself; this covers a lost reply.
-            with contextlib.suppress(AgentError):
-                await handle.client.destroy_sandbox(capsule.id)
-            raise translate(exc) from exc
-        now = utcnow()
-        capsule.status = CapsuleStatus.RUNNING
-        capsule.guest_ip = sandbox.guest_ip
-        capsule.started_at = now
-        capsule.last_active_at = now
+            return await self.fleet.place(self.session, team_id, vcpus, memory_mb, host_id=host_id)
+        except Unavailable:
+            if not queue:
+                raise
+            return None
+
+    async def _start(self, capsule: Capsule, handle: AgentHandle, host_template: str) -> Capsule:
+        sandbox = await start_sandbox(handle, capsule, host_template)
+        mark_running(capsule, handle, sandbox)
         self.session.add(capsule)
         self._event("capsule.created", capsule)
         self._event("capsule.running", capsule)
         await self.session.flush()
         return capsule
 
-    def _event(self, type_: str, capsule: Capsule) -> None:
-        record(
-            self.session,
-            type_,
-            team_id=capsule.team_id,
-            payload={
-                "capsule_id": capsule.id,
-                "template": capsule.template,
-                "vcpus": capsule.vcpus,
-                "memory_mb": capsule.memory_mb,
-                "host_id": capsule.host_id,
-                "status": capsule.status,
-            },
+    async def _queue(self, capsule: Capsule) -> Capsule:
+        # No host until the provisioner picks one, so it reserves no host's room meanwhile.
+        capsule.host_id = ""
+        capsule.status = CapsuleStatus.PENDING
+        capsule.status_reason = "waiting for a host"
+        self.session.add(capsule)
+        self._event("capsule.created", capsule)
+        await self.session.flush()
+        return capsule
+
+    async def create_vm(
+        self,
+        team_id: str,
+        *,
+        machine_type: str,
+        name: str | None = None,
+        disk_gb: int | None = None,
+        firewall: FirewallPolicy | None = None,
+        queue: bool = False,
+    ) -> Capsule:
+        """A machine of a type: default template, base disk, IPv6 behind `firewall` (closed)."""
+        return await self.create(
+            team_id,
+            template=DEFAULT_TEMPLATE,
+            vcpus=0,  # both from the machine type
+            memory_mb=0,
+            timeout_sec=0,  # machines never auto-pause
+            name=name,
+            disk_gb=BASE_DISK_GB if disk_gb is None else disk_gb,
+            firewall=DEFAULT_POLICY if firewall is None else firewall,
+            machine_type=machine_type,
+            queue=queue,
         )
+
+    async def create_from_snapshot(
+        self,
+        team_id: str,
+        snapshot_id: str,
+        *,
+        name: str | None = None,
+        disk_gb: int | None = None,
+        firewall: FirewallPolicy | None = None,
+        queue: bool = False,
+    ) -> Capsule:
+        """Start a capsule from a team's ready snapshot, with its size, disk and firewall."""
+        snapshot = await self.templates.get_by_id(team_id, snapshot_id) if snapshot_id else None
+        if snapshot is None:
+            raise NotFound("snapshot not found")
+        source = await self.capsules.get_any(snapshot.source_capsule_id)
+        capsule = snapshot_capsule(self.settings, snapshot, source, name, disk_gb, firewall)
+        return await self._start_from(capsule, snapshot, queue=queue)
+
+    async def rename(self, team_id: str, capsule_id: str, name: str) -> Capsule:
+        """Give a capsule a new display name."""
+        capsule = await self.get(team_id, capsule_id)
+        capsule.name = check_name(name)
+        await self.session.flush()
+        return capsule
+
+    async def set_firewall(self, team_id: str, capsule_id: str, policy: FirewallPolicy) -> Capsule:
+        """Replace a networked capsule's ingress policy (on its host too, once started)."""
+        policy = validated(policy)
+        capsule = await self.get(team_id, capsule_id)
+        if capsule.firewall is None:
+            raise InvalidState("capsule was created without networking")
+        if capsule.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED):
+            async with agent_call():
+                await self.fleet.agent(capsule.host_id).set_firewall(capsule.id, to_wire(policy))
+        elif capsule.status != CapsuleStatus.PENDING:
+            raise InvalidState(f"capsule is {capsule.status}")
+        capsule.firewall = to_json(policy)
+        await self.session.flush()
+        return capsule
+
+    def _event(self, type_: str, capsule: Capsule) -> None:
+        capsule_event(self.session, type_, capsule)
 
     async def destroy(self, team_id: str, capsule_id: str) -> None:
         """Destroy a capsule (its host first, so nothing keeps running unbilled)."""
@@ -139,7 +249,14 @@ class CapsuleService:
 
     async def destroy_row(self, capsule: Capsule) -> None:
         """Destroy a capsule already loaded."""
-        if capsule.status != CapsuleStatus.MISSING:
+        if not capsule.host_id:
+            pass  # queued and never placed: no host has anything of it
+        elif capsule.status == CapsuleStatus.PENDING:
+            # Being started by the provisioner, which re-checks the row afterwards.
+            with contextlib.suppress(DomainError):
+                async with agent_call():
+                    await self.fleet.agent(capsule.host_id).destroy_sandbox(capsule.id)
+        elif capsule.status != CapsuleStatus.MISSING:
             async with agent_call():
                 await self.fleet.agent(capsule.host_id).destroy_sandbox(capsule.id)
         capsule.status = CapsuleStatus.STOPPED
@@ -172,14 +289,16 @@ class CapsuleService:
         # Touched after the command, not before: a write here would hold the database's
         # write lock (SQLite) for as long as the command runs.
         await self.touch(capsule)
+        out, err = base64.b64decode(r.stdout_b64), base64.b64decode(r.stderr_b64)
+        limit = self.settings.exec_output_limit_bytes
         return ExecOutcome(
-            stdout=base64.b64decode(r.stdout_b64),
-            stderr=base64.b64decode(r.stderr_b64),
+            stdout=out[:limit],
+            stderr=err[:limit],
             exit_code=r.exit_code,
             duration_ms=r.duration_ms,
             timed_out=r.timed_out,
-            stdout_truncated=r.stdout_truncated,
-            stderr_truncated=r.stderr_truncated,
+            stdout_truncated=r.stdout_truncated or len(out) > limit,
+            stderr_truncated=r.stderr_truncated or len(err) > limit,
         )
 
     async def pause(self, team_id: str, capsule_id: str) -> Capsule:

@@ -1,0 +1,1 @@
+"""Per-team resource quotas."""
