@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,8 @@ template_app = typer.Typer(no_args_is_help=True, help="Root filesystem templates
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(template_app, name="template")
+host_app = typer.Typer(no_args_is_help=True, help="Hosts and placement (operator only).")
+app.add_typer(host_app, name="host")
 console = Console(stderr=True, soft_wrap=True)  # never break lines: stderr is parsed
 
 DataDir = Annotated[
@@ -149,6 +152,78 @@ def create_user(
     console.print(f"created user {user_id}{role}")
 
 
+def _run_core(data_dir: Path | None, work: Any) -> Any:
+    """Run `work(platform, session)` against the configured database and commit."""
+    from hangar.core.errors import DomainError
+    from hangar.core.platform import Platform
+    from hangar.server.settings import Settings
+
+    settings = _settings(data_dir)
+    assert isinstance(settings, Settings)
+
+    async def run() -> Any:
+        platform = Platform(settings)
+        await platform.start()
+        try:
+            async with platform.db.session() as session:
+                result = await work(platform, session)
+                await session.commit()
+                return result
+        finally:
+            await platform.stop()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+TeamOption = Annotated[str, typer.Option("--team", help="Team (organization) id.")]
+
+
+@admin_app.command("set-quota")
+def set_quota(
+    team: TeamOption,
+    vcpu: Annotated[int | None, typer.Option(min=0, help="vCPUs of live capsules.")] = None,
+    memory_mib: Annotated[int | None, typer.Option(min=0, help="MiB of memory.")] = None,
+    disk_gib: Annotated[int | None, typer.Option(min=0, help="GiB of capsule disk.")] = None,
+    snapshots: Annotated[int | None, typer.Option(min=0, help="Snapshots kept.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Give a team its own limits; those not given keep their current value."""
+    from hangar.core.quotas.service import QuotaService
+
+    async def work(platform: Any, session: Any) -> Any:
+        quotas = QuotaService(session, platform.settings.quotas)
+        return await quotas.set_limits(
+            team, vcpu=vcpu, memory_mib=memory_mib, disk_gib=disk_gib, snapshot_count=snapshots
+        )
+
+    limits = _run_core(data_dir, work)
+    console.print(
+        f"team {team}: vcpu={limits.vcpu} memory_mib={limits.memory_mib} "
+        f"disk_gib={limits.disk_gib} snapshots={limits.snapshot_count}"
+    )
+
+
+@admin_app.command("show-quota")
+def show_quota(team: TeamOption, data_dir: DataDir = None) -> None:
+    """Print a team's limits and usage as JSON."""
+    import dataclasses
+    import json
+
+    from hangar.core.quotas.service import QuotaService
+
+    async def work(platform: Any, session: Any) -> Any:
+        quotas = QuotaService(session, platform.settings.quotas)
+        await quotas.require_team(team)
+        return await quotas.report(team)
+
+    report = _run_core(data_dir, work)
+    typer.echo(json.dumps({"team_id": team, **dataclasses.asdict(report)}))
+
+
 @app.command()
 def agent(
     data_dir: Annotated[
@@ -159,8 +234,17 @@ def agent(
         typer.Option(help="`unix:/path` or `host:port` (default: a socket in data dir)."),
     ] = None,
     runtime: Annotated[str | None, typer.Option(help="Runtime: jail.")] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Join this control plane (its main URL) over an uplink it dials."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="One-time registration token (first start; credentials are kept)."),
+    ] = None,
 ) -> None:
     """Run a host agent; its sandboxes keep running when it stops."""
+    from hangar.agent.enroll import EnrollError
     from hangar.agent.main import run
     from hangar.agent.settings import AgentSettings
     from hangar.web.logging import configure_logging
@@ -172,12 +256,22 @@ def agent(
         overrides["listen"] = listen
     if runtime is not None:
         overrides["runtime"] = runtime
+    if server is not None:
+        overrides["server"] = server
+    if token is not None:
+        overrides["registration_token"] = token
     settings = AgentSettings(**overrides)  # type: ignore[arg-type]
     configure_logging()
     if ":" in settings.listen and not settings.listen.startswith("unix:") and not settings.token:
         raise typer.BadParameter("a TCP listener needs HANGAR_AGENT_TOKEN", param_hint="--listen")
     console.print(f"[bold]Hangar agent[/] {__version__} on {settings.address()}")
-    run(settings)
+    if settings.server:
+        console.print(f"joining {settings.server}")
+    try:
+        run(settings)
+    except EnrollError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
 
 
 AgentDir = Annotated[
@@ -221,6 +315,89 @@ def template_list(agent_dir: AgentDir = None) -> None:
     """Templates on this host."""
     for info in _template_store(agent_dir).list():
         console.print(f"{info.name}\t{info.type.value}\t{info.rootfs}")
+
+
+def _core_id(prefix: str, value: str) -> str:
+    """A core UUID from itself or from its Wrenn id (`host-...`, `team-...`)."""
+    import uuid
+
+    from hangar.faces.wrenn import ids
+
+    with contextlib.suppress(ValueError):
+        return str(uuid.UUID(value))
+    core = ids.decode(prefix, value)
+    if not core:
+        raise typer.BadParameter(f"not a {prefix} id: {value!r}")
+    return core
+
+
+def _host_admin(data_dir: Path | None, action: Any) -> None:
+    """Run `action(session)` on the control plane's database and commit it."""
+    from hangar.core.db import Database
+    from hangar.core.errors import DomainError
+    from hangar.server.settings import Settings
+
+    settings = _settings(data_dir)
+    assert isinstance(settings, Settings)
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.session() as session:
+                await action(session)
+                await session.commit()
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except DomainError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+HostArg = Annotated[str, typer.Argument(help="Host id (UUID or Wrenn `host-...`).")]
+TeamArg = Annotated[str, typer.Argument(help="Team id (UUID or Wrenn `team-...`).")]
+
+
+def _drain(host_id: str, draining: bool, data_dir: Path | None) -> None:
+    from hangar.core.hosts.admin import set_draining
+
+    core_id = _core_id("host", host_id)
+    _host_admin(data_dir, lambda session: set_draining(session, core_id, draining))
+    console.print(f"host {host_id} {'draining' if draining else 'back in service'}")
+
+
+def _pin(team_id: str, byoc_only: bool, data_dir: Path | None) -> None:
+    from hangar.core.hosts.admin import set_byoc_only
+
+    core_id = _core_id("team", team_id)
+    _host_admin(data_dir, lambda session: set_byoc_only(session, core_id, byoc_only))
+    console.print(f"team {team_id} {'pinned to its BYOC hosts' if byoc_only else 'unpinned'}")
+
+
+@host_app.command("drain")
+def host_drain(host_id: HostArg, data_dir: DataDir = None) -> None:
+    """Drain a host: no new capsules are placed on it; running ones keep running."""
+    _drain(host_id, True, data_dir)
+
+
+@host_app.command("undrain")
+def host_undrain(host_id: HostArg, data_dir: DataDir = None) -> None:
+    """Put a drained host back in service."""
+    _drain(host_id, False, data_dir)
+
+
+@host_app.command("pin")
+def host_pin(team_id: TeamArg, data_dir: DataDir = None) -> None:
+    """Pin a team's capsules to its own BYOC hosts (never the shared regular ones)."""
+    _pin(team_id, True, data_dir)
+
+
+@host_app.command("unpin")
+def host_unpin(team_id: TeamArg, data_dir: DataDir = None) -> None:
+    """Let a pinned team's capsules use regular hosts again."""
+    _pin(team_id, False, data_dir)
 
 
 @app.command()

@@ -469,6 +469,8 @@ def test_missing_when_host_loses_it_and_survives_agent_restart(
     agent.kill()
     time.sleep(1.5)  # long enough for the control plane to notice
     agent.start()
+    # The host was unreachable (its capsules `missing`) until the control plane polls it again.
+    wait_status(capi, owner, keep["id"], "running", timeout=30)
     # The restarted agent found the capsule and its processes.
     assert run(capi, owner, keep["id"], f"kill -0 {pid} && echo alive")["stdout"] == "alive\n"
     assert _count(capi, owner, keep["id"]) > 0

@@ -9,24 +9,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from hangar.agentproto.client import AgentClient
 from hangar.core.capsules.reconciler import CapsuleReconciler
 from hangar.core.channels.delivery import DeliveryWorker
 from hangar.core.channels.service import enqueue_deliveries
 from hangar.core.events.envelope import Event
 from hangar.core.events.nats import NatsEvents
 from hangar.core.events.relay import Relay
-from hangar.core.fleet.gateway import AgentHandle
 from hangar.core.hosts.reconciler import HeartbeatReconciler
+from hangar.core.hosts.static import connect_static_agents
 from hangar.core.platform import Platform
-from hangar.faces import wrenn
+from hangar.faces import fastvm, wrenn
 from hangar.server.settings import Settings
+from hangar.web.agent_uplink import router as agent_uplink_router
 from hangar.web.correlation import CorrelationMiddleware
 from hangar.web.events import router as events_router
 from hangar.web.face import Face, mount_face
 from hangar.web.health import router as health_router
 
-FACE_NAMES = (wrenn.NAME,)
+FACE_NAMES = (wrenn.NAME, fastvm.NAME)
 
 
 async def start_events(platform: Platform, settings: Settings) -> tuple[NatsEvents | None, Relay]:
@@ -52,7 +52,10 @@ async def start_events(platform: Platform, settings: Settings) -> tuple[NatsEven
 
 def build_faces(platform: Platform, settings: Settings) -> dict[str, Face]:
     """Every face, built on one platform."""
-    faces = [wrenn.create_face(platform, settings.wrenn)]
+    faces = [
+        wrenn.create_face(platform, settings.wrenn),
+        fastvm.create_face(platform, settings.fastvm),
+    ]
     return {f.name: f for f in faces}
 
 
@@ -64,15 +67,13 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.start()
-        for host_id, address in settings.agents.items():
-            platform.fleet.add(
-                AgentHandle(
-                    host_id,
-                    AgentClient(address, token=settings.agent_token),
-                    host_ip="127.0.0.1" if address.startswith("unix:") else "",
-                )
-            )
-        reconciler = CapsuleReconciler(platform.db, platform.fleet, settings.capsules)
+        # Configured agents are regular hosts (rows with stable uuid5 ids, see hosts/static.py).
+        await connect_static_agents(
+            platform.db, platform.fleet, settings.agents, settings.agent_token
+        )
+        reconciler = CapsuleReconciler(
+            platform.db, platform.fleet, settings.capsules, settings.hosts
+        )
         nats_events, relay = await start_events(platform, settings)
         tasks = [
             asyncio.create_task(reconciler.run_forever(), name="capsules:reconciler"),
@@ -110,6 +111,7 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(CorrelationMiddleware)
     app.include_router(health_router)
     app.include_router(events_router)
+    app.include_router(agent_uplink_router)
     for face in faces.values():
         mount_face(app, face)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from hangar.core.config import CoreSettings
+from hangar.faces.fastvm.settings import FastVMSettings
 from hangar.faces.wrenn.settings import WrennSettings
 
 
@@ -17,6 +18,7 @@ class Settings(CoreSettings):
         default_factory=dict, description="Serve a face at the root of its own port too."
     )
     wrenn: WrennSettings = Field(default_factory=WrennSettings)
+    fastvm: FastVMSettings = Field(default_factory=FastVMSettings)
     agents: dict[str, str] = Field(
         default_factory=dict,
         description="Agents to use, host id -> address (`unix:/path` or `http://host:port`). "

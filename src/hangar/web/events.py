@@ -22,6 +22,7 @@ from hangar.core.errors import DomainError, Unauthenticated
 from hangar.core.events.bus import EventBus
 from hangar.core.events.envelope import Event
 from hangar.core.platform import Platform
+from hangar.web.credentials import parse_bearer
 from hangar.web.deps import PlatformDep
 
 router = APIRouter(tags=["events"])
@@ -109,12 +110,12 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 async def _team_of(platform: Platform, authorization: str | None) -> str:
     """The team a user token acts for; Unauthenticated or Forbidden otherwise."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = parse_bearer(authorization)
+    if token is None:
         raise Unauthenticated("missing bearer token")
     async with platform.db.session() as session:  # closed before streaming starts
         principal = await AuthService(session, platform.hasher, platform.user_tokens).authenticate(
-            token.strip()
+            token
         )
     return principal.require_team()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from hangar.core.apikeys.service import ApiKeyService
@@ -15,7 +16,10 @@ from hangar.core.capsules.usage import UsageService
 from hangar.core.errors import Unauthenticated
 from hangar.core.identity.principal import Principal
 from hangar.core.identity.service import TeamService, UserService
+from hangar.core.platform import Platform
 from hangar.faces.wrenn.settings import WrennSettings
+from hangar.web.auth import authenticate_key_or_user as shared_authenticate
+from hangar.web.credentials import bearer_token
 from hangar.web.deps import PlatformDep, SessionDep
 
 
@@ -36,15 +40,6 @@ async def get_auth(platform: PlatformDep, session: SessionDep) -> AuthService:
 AuthDep = Annotated[AuthService, Depends(get_auth)]
 
 
-def bearer_token(request: HTTPConnection) -> str | None:
-    """The token of an `Authorization: Bearer` header, if present."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 async def user_principal(request: Request, auth: AuthDep) -> Principal:
     """A caller authenticated by a user JWT (Wrenn's bearerAuth)."""
     token = bearer_token(request)
@@ -53,22 +48,18 @@ async def user_principal(request: Request, auth: AuthDep) -> Principal:
     return await auth.authenticate(token)
 
 
-async def key_or_user_principal(
-    request: HTTPConnection, auth: AuthDep, settings: SettingsDep, session: SessionDep
+async def authenticate_key_or_user(
+    conn: HTTPConnection, session: AsyncSession, platform: Platform, settings: WrennSettings
 ) -> Principal:
-    """A caller authenticated by `X-API-Key` (checked first, no fallback) or a user JWT."""
-    key = request.headers.get("x-api-key")
-    if key is not None:
-        principal = await ApiKeyService(session, prefix=settings.api_key_prefix).authenticate(key)
-        # Persist the throttled last-used stamp even when the route itself only reads; most
-        # requests change nothing, and skipping their empty commit halves auth's cost.
-        if session.dirty:
-            await session.commit()
-        return principal
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthenticated("X-API-Key or Authorization: Bearer <token> required")
-    return await auth.authenticate(token)
+    """`X-API-Key` or a user JWT, as every face authenticates; HTTP and WebSocket alike."""
+    return await shared_authenticate(conn, session, platform)
+
+
+async def key_or_user_principal(
+    request: HTTPConnection, platform: PlatformDep, settings: SettingsDep, session: SessionDep
+) -> Principal:
+    """A caller authenticated by `X-API-Key` or a user JWT (Wrenn's apiKeyAuth routes)."""
+    return await authenticate_key_or_user(request, session, platform, settings)
 
 
 UserDep = Annotated[Principal, Depends(user_principal)]

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from hangar.core.capsules.models import TemplateKind
+from hangar.core.capsules.snapshots import TemplateView
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import render_capsules as render
 from hangar.faces.wrenn import schemas as w
@@ -32,8 +33,7 @@ async def create_snapshot(
         overwrite=overwrite == "true",
     )
     await session.commit()
-    views = await snapshots.list_templates(principal.require_team(), TemplateKind.SNAPSHOT)
-    return render.template(next(v for v in views if v.name == made.name))
+    return render.template(TemplateView.of_snapshot(made))
 
 
 @router.get("", response_model=list[w.Template], response_model_exclude_none=True)

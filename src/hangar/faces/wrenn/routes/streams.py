@@ -15,13 +15,12 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from hangar.agentproto.client import AgentStream
-from hangar.core.apikeys.service import ApiKeyService
-from hangar.core.auth.service import AuthService
+from hangar.core.capsules.rules import command_argv
 from hangar.core.capsules.service import CapsuleService
-from hangar.core.errors import DomainError, Unauthenticated
+from hangar.core.errors import DomainError, InvalidInput
 from hangar.core.platform import Platform
 from hangar.faces.wrenn import ids
-from hangar.faces.wrenn.deps import bearer_token
+from hangar.faces.wrenn.deps import authenticate_key_or_user
 from hangar.faces.wrenn.errors import domain_response
 from hangar.faces.wrenn.settings import WrennSettings
 
@@ -37,18 +36,7 @@ async def _open(ws: WebSocket, id: str, kind: str) -> AgentStream | None:
     settings: WrennSettings = ws.app.state.wrenn_settings
     try:
         async with platform.db.session() as session:
-            key = ws.headers.get("x-api-key")
-            if key is not None:
-                principal = await ApiKeyService(
-                    session, prefix=settings.api_key_prefix
-                ).authenticate(key)
-            else:
-                token = bearer_token(ws)
-                if token is None:
-                    raise Unauthenticated("X-API-Key or Authorization: Bearer <token> required")
-                principal = await AuthService(
-                    session, platform.hasher, platform.user_tokens
-                ).authenticate(token)
+            principal = await authenticate_key_or_user(ws, session, platform, settings)
             capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
             stream = await capsules.open_stream(
                 principal.require_team(), ids.decode(ids.CAPSULE, id), kind
@@ -74,7 +62,11 @@ async def _pipe(
     async def client_to_agent() -> None:
         while True:
             message = await ws.receive_json()
-            translated = inbound(message) if isinstance(message, dict) else None
+            try:
+                translated = inbound(message) if isinstance(message, dict) else None
+            except InvalidInput as exc:  # e.g. an empty `cmd`: told on the stream, then closed
+                await ws.send_json({"type": "error", "data": exc.message})
+                return
             if translated is not None:
                 await stream.send(translated)
 
@@ -120,9 +112,7 @@ async def exec_stream(ws: WebSocket, id: str) -> None:
 
     def inbound(m: Message) -> Message | None:
         if m.get("type") == "start":
-            cmd = str(m.get("cmd") or "")
-            args = [str(a) for a in m.get("args") or []]
-            argv = [cmd, *args] if args else ["/bin/sh", "-c", cmd]
+            argv = command_argv(str(m.get("cmd") or ""), [str(a) for a in m.get("args") or []])
             return {"type": "start", "argv": argv, "env": m.get("envs") or {}, "cwd": m.get("cwd")}
         if m.get("type") == "stop":
             return {"type": "stop"}

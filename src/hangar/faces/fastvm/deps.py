@@ -1,0 +1,50 @@
+"""Authentication and service wiring for FastVM routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from hangar.core.capsules.service import CapsuleService
+from hangar.core.capsules.snapshots import SnapshotService
+from hangar.faces.fastvm.settings import FastVMSettings
+from hangar.web.auth import authenticate_key_or_user
+from hangar.web.deps import PlatformDep, SessionDep
+
+
+async def get_settings(request: HTTPConnection) -> FastVMSettings:
+    """This face's settings."""
+    settings: FastVMSettings = request.app.state.fastvm_settings
+    return settings
+
+
+SettingsDep = Annotated[FastVMSettings, Depends(get_settings)]
+
+
+async def org_id(request: HTTPConnection, platform: PlatformDep, session: SessionDep) -> str:
+    """The caller's organization (its team), from `X-API-Key` or a user JWT."""
+    principal = await authenticate_key_or_user(request, session, platform)
+    return principal.require_team()
+
+
+OrgDep = Annotated[str, Depends(org_id)]
+
+
+async def get_capsules(platform: PlatformDep, session: SessionDep) -> CapsuleService:
+    """Capsule (VM) service for this request."""
+    return CapsuleService(session, platform.fleet, platform.settings.capsules)
+
+
+CapsulesDep = Annotated[CapsuleService, Depends(get_capsules)]
+
+
+async def get_snapshots(
+    platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
+) -> SnapshotService:
+    """Snapshot service for this request."""
+    return SnapshotService(session, platform.fleet, capsules)
+
+
+SnapshotsDep = Annotated[SnapshotService, Depends(get_snapshots)]

@@ -1,0 +1,1 @@
+"""FastVM routes, one module per area of the spec."""

@@ -1,0 +1,167 @@
+"""The VM console: a one-time token, then a WebSocket carrying the VM's login shell.
+
+Frames (see README, "FastVM face"): the server sends the terminal's output as binary frames
+of raw bytes. The client sends keystrokes as binary frames of raw bytes, or as text frames
+(their UTF-8 bytes); a text frame holding a JSON object `{"type": "resize", "cols": C,
+"rows": R}` resizes the terminal instead. When the shell exits the server closes with 1000
+and the reason `exit <code>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+
+from hangar.agentproto.client import AgentStream
+from hangar.core.capsules.console import LOGIN_SHELL, ConsoleService
+from hangar.core.capsules.service import CapsuleService
+from hangar.core.errors import DomainError, InvalidInput, Unauthenticated
+from hangar.core.platform import Platform
+from hangar.faces.fastvm import schemas as f
+from hangar.faces.fastvm.deps import OrgDep
+from hangar.faces.fastvm.errors import documented_as, domain_response, error_response
+from hangar.faces.fastvm.settings import FastVMSettings
+from hangar.web.deps import PlatformDep, SessionDep
+
+router = APIRouter(prefix="/v1/vms/{id}", tags=["Console"])
+VMId = Annotated[uuid.UUID, Path(alias="id")]
+Session = Annotated[str, Query(alias="session")]
+MAX_SIZE = 1000  # columns or rows; a terminal beyond it is a mistake, not a window
+
+
+@router.post("/console-token", response_model=f.ConsoleTokenResponse)
+async def console_token(
+    id: VMId, org: OrgDep, platform: PlatformDep, session: SessionDep
+) -> f.ConsoleTokenResponse:
+    """A single-use token for the console WebSocket of a running VM."""
+    token, expires_in = await ConsoleService(session, platform.settings.capsules).issue(
+        org, str(id)
+    )
+    await session.commit()
+    # Relative to the face's root (`/fastvm` on the main port, `/` on the face's own port).
+    return f.ConsoleTokenResponse(
+        token=token,
+        expires_in_sec=expires_in,
+        websocket_path=f"/v1/vms/{id}/console/ws?session={token}",
+    )
+
+
+@router.get("/console/ws", status_code=426)
+async def console_plain_http(id: VMId, session: Session) -> JSONResponse:
+    """A plain HTTP request to the console: it must be a WebSocket upgrade."""
+    resp = error_response(426, "upgrade required: connect with a WebSocket client")
+    resp.headers["Upgrade"] = "websocket"
+    resp.headers["Connection"] = "Upgrade"
+    return resp
+
+
+async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | None:
+    """Redeem the token and start the login shell, or refuse the upgrade with an error."""
+    platform: Platform = ws.app.state.platform
+    settings: FastVMSettings = ws.app.state.fastvm_settings
+    try:
+        async with platform.db.session() as session:
+            # The spec lists 400 (not 401) for this operation: a bad token is a bad request.
+            with documented_as(Unauthenticated, InvalidInput):
+                capsule = await ConsoleService(session, platform.settings.capsules).redeem(
+                    capsule_id, token
+                )
+            # The token is spent here, whatever happens next.
+            await session.commit()
+            capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
+            stream = await capsules.open_stream(capsule.team_id, capsule.id, "pty")
+            await session.commit()
+    except DomainError as exc:
+        await ws.send_denial_response(domain_response(exc))
+        return None
+    await stream.send(
+        {
+            "type": "start",
+            "argv": list(LOGIN_SHELL),
+            "cols": settings.console_cols,
+            "rows": settings.console_rows,
+            "env": {"TERM": "xterm-256color"},
+        }
+    )
+    await ws.accept()
+    return stream
+
+
+def _control(text: str) -> dict[str, Any] | None:
+    """A JSON control message of a text frame, if it is one."""
+    if not text.startswith("{"):
+        return None
+    with contextlib.suppress(ValueError):
+        message = json.loads(text)
+        if isinstance(message, dict) and message.get("type") == "resize":
+            return message
+    return None
+
+
+def _fits(cols: int, rows: int) -> bool:
+    return 0 < cols <= MAX_SIZE and 0 < rows <= MAX_SIZE
+
+
+async def _client_to_agent(ws: WebSocket, stream: AgentStream) -> None:
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data: bytes | None = message.get("bytes")
+        text: str | None = message.get("text")
+        if text is not None:
+            control = _control(text)
+            if control is not None:
+                cols, rows = control.get("cols"), control.get("rows")
+                if isinstance(cols, int) and isinstance(rows, int) and _fits(cols, rows):
+                    await stream.send({"type": "resize", "cols": cols, "rows": rows})
+                continue
+            data = text.encode()
+        if data:
+            await stream.send({"type": "input", "data": base64.b64encode(data).decode()})
+
+
+async def _agent_to_client(ws: WebSocket, stream: AgentStream) -> tuple[int, str]:
+    """Copy terminal output until the shell ends; the close code and reason to send."""
+    async for message in stream:
+        kind = message.get("type")
+        if kind == "output":
+            await ws.send_bytes(base64.b64decode(str(message.get("data", ""))))
+        elif kind == "exit":
+            return 1000, f"exit {message.get('exit_code')}"
+        elif kind == "error":
+            return 1011, str(message.get("data") or "console failed")[:120]
+    return 1000, "closed"
+
+
+@router.websocket("/console/ws")
+async def console_ws(ws: WebSocket, id: VMId, session: Session) -> None:
+    """The VM's login shell on a PTY, over a WebSocket."""
+    stream = await _open(ws, str(id), session)
+    if stream is None:
+        return
+    inbound = asyncio.create_task(_client_to_agent(ws, stream))
+    outbound = asyncio.create_task(_agent_to_client(ws, stream))
+    code, reason = 1000, "closed"
+    try:
+        done, _ = await asyncio.wait({inbound, outbound}, return_when=asyncio.FIRST_COMPLETED)
+        if outbound in done and outbound.exception() is None:
+            code, reason = outbound.result()
+        elif inbound in done and isinstance(inbound.exception(), WebSocketDisconnect):
+            return
+    finally:
+        for task in (inbound, outbound):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            # The shell is the console's only process: leaving kills it rather than orphaning it.
+            await stream.send({"type": "kill"})
+        await stream.close()
+        with contextlib.suppress(Exception):
+            await ws.close(code, reason)

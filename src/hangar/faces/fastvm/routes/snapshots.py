@@ -1,0 +1,66 @@
+"""`/v1/snapshots`: snapshots of VMs (disk state; the firewall policy travels with them)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from hangar.core.errors import Conflict, InvalidInput
+from hangar.core.quotas.rules import QuotaExceeded
+from hangar.faces.fastvm import render
+from hangar.faces.fastvm import schemas as f
+from hangar.faces.fastvm.deps import OrgDep, SnapshotsDep
+from hangar.faces.fastvm.errors import documented_as
+from hangar.web.deps import SessionDep
+
+router = APIRouter(prefix="/v1/snapshots", tags=["Snapshots"])
+SnapshotId = Annotated[uuid.UUID, Path(alias="id")]
+
+
+@router.post("", status_code=201, response_model=f.SnapshotObject, response_model_exclude_none=True)
+async def create_snapshot(
+    body: f.CreateSnapshotRequest, org: OrgDep, snapshots: SnapshotsDep, session: SessionDep
+) -> f.SnapshotObject:
+    """Snapshot a running VM (it keeps running); `ready`, or `error` if the host failed."""
+    # createSnapshot documents no 403: a full snapshot quota is a conflict with the org's state.
+    with documented_as(QuotaExceeded, Conflict):
+        template = await snapshots.begin_snapshot(org, str(body.vm_id), name=body.name)
+    # Committed while `creating`, so the name is taken and the snapshot listed meanwhile.
+    await session.commit()
+    template = await snapshots.finish_snapshot(template)
+    await session.commit()
+    return render.snapshot(template)
+
+
+@router.get("", response_model=list[f.SnapshotObject], response_model_exclude_none=True)
+async def list_snapshots(org: OrgDep, snapshots: SnapshotsDep) -> list[f.SnapshotObject]:
+    """The organization's snapshots."""
+    return [render.snapshot(t) for t in await snapshots.list_snapshots(org)]
+
+
+@router.patch("/{id}", response_model=f.SnapshotObject, response_model_exclude_none=True)
+async def update_snapshot(
+    id: SnapshotId,
+    body: f.UpdateSnapshotRequest,
+    org: OrgDep,
+    snapshots: SnapshotsDep,
+    session: SessionDep,
+) -> f.SnapshotObject:
+    """Rename a snapshot."""
+    with documented_as(Conflict, InvalidInput):  # a name taken: updateSnapshot has no 409
+        template = await snapshots.rename_snapshot(org, str(id), body.name)
+    await session.commit()
+    return render.snapshot(template)
+
+
+@router.delete("/{id}", response_model=f.DeleteResponse, response_model_exclude_none=True)
+async def delete_snapshot(
+    id: SnapshotId, org: OrgDep, snapshots: SnapshotsDep, session: SessionDep
+) -> f.DeleteResponse:
+    """Delete a snapshot and its files."""
+    with documented_as(Conflict, InvalidInput):  # still used by VMs: deleteSnapshot has no 409
+        await snapshots.delete_snapshot(org, str(id))
+    await session.commit()
+    return f.DeleteResponse(id=str(id), deleted=True)
