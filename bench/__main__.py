@@ -24,13 +24,23 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import fig_api, fig_density, fig_exec, fig_pause, fig_pty, fig_snapshot, fig_start
+from bench import (
+    fig_api,
+    fig_density,
+    fig_exec,
+    fig_pause,
+    fig_pty,
+    fig_snapshot,
+    fig_start,
+    fig_uplink,
+    fig_vmstart,
+)
 from bench.procfs import machine
 from bench.report import table
 from bench.stack import Stack
 from bench.stats import Figure, Skipped
 
-FIGURES = ("start", "exec", "pty", "pause", "api", "snapshot", "density")
+FIGURES = ("start", "exec", "pty", "pause", "api", "snapshot", "uplink", "vmstart", "density")
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -74,6 +84,10 @@ def _plan(stack: Stack, args: argparse.Namespace) -> dict[str, Callable[[], Awai
         "pause": lambda: fig_pause.measure(stack, 20 if q else 100),
         "api": lambda: fig_api.measure(stack, 3.0 if q else 8.0, 1 if q else 3),
         "snapshot": lambda: fig_snapshot.measure(stack, 2 if q else 5),
+        "uplink": lambda: fig_uplink.measure(
+            stack, 50 if q else 300, 8 if q else 32, 3 if q else 8
+        ),
+        "vmstart": lambda: fig_vmstart.measure(stack, 5 if q else 20, 20 if q else 100),
         "density": lambda: fig_density.measure(stack, args.max_capsules, args.density_budget),
     }
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,9 @@ class Stack:
         self._agent: httpx.AsyncClient | None = None
         self._raw: RawClient | None = None
         self._raw_agent: RawClient | None = None
+        # Figures that start more (an uplink agent, say) register their cleanup here; it runs
+        # first on the way out, before the sweep of the main agent.
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ processes
 
@@ -274,6 +277,11 @@ class Stack:
     # ------------------------------------------------------------------ cleanup
 
     async def _destroy_everything(self) -> None:
+        for hook in reversed(self.on_close):
+            try:
+                await hook()
+            except Exception as exc:  # one failed cleanup must not skip the others
+                self.say(f"cleanup step failed: {exc!r}")
         if self._api is not None:
             gate = asyncio.Semaphore(4)
 

@@ -11,6 +11,7 @@ import httpx
 from websockets.sync.client import ClientConnection, connect
 
 from support.wrenn import Account
+from support.ws import ws_url
 
 
 def run(
@@ -23,10 +24,6 @@ def run(
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
     return body
-
-
-def ws_url(capi: httpx.Client, path: str) -> str:
-    return str(capi.base_url).replace("http", "ws", 1).rstrip("/") + path
 
 
 def open_ws(capi: httpx.Client, who: Account, path: str) -> ClientConnection:

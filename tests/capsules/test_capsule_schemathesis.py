@@ -29,7 +29,7 @@ import requests
 import schemathesis
 
 from support.live import LiveServer
-from support.spec import check_operation, load_wrenn_schema
+from support.spec import check_steered, load_wrenn_schema
 from support.wrenn import Wrenn
 
 MAX_EXAMPLES = int(os.environ.get("HANGAR_SCHEMATHESIS_CAPSULE_EXAMPLES", "12"))
@@ -195,12 +195,11 @@ FEWER = {"createSnapshot": 4, "deleteSnapshot": 4, "destroyCapsule": 6, "createC
 def test_capsule_operation_conforms_to_the_wrenn_spec(
     schema: schemathesis.BaseSchema, world: World, operation_id: str
 ) -> None:
-    check_operation(
+    check_steered(
         schema,
+        world,
         operation_id,
-        lambda case, choice: PREPARE[operation_id](world, case, choice),
-        base_url=str(world.http.base_url).rstrip("/"),
-        session=world.session,
+        PREPARE[operation_id],
         headers=world.headers,
         max_examples=min(MAX_EXAMPLES, FEWER.get(operation_id, MAX_EXAMPLES)),
         undocumented_but_required=UNDOCUMENTED_BUT_REQUIRED,

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from capsules.conftest import AgentProcess
 from capsules.helpers import open_ws, pty_output_until, recv, run, type_keys, wait_status
+from support.jail_agent import AgentProcess
 from support.live import LiveServer
 from support.wrenn import Account, Wrenn, error_of
 

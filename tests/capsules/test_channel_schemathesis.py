@@ -20,7 +20,7 @@ import schemathesis
 
 from support.live import LiveServer
 from support.receiver import Receiver
-from support.spec import check_operation, load_wrenn_schema
+from support.spec import check_steered, load_wrenn_schema
 from support.wrenn import Account, Wrenn
 
 MAX_EXAMPLES = 15
@@ -103,12 +103,11 @@ PREPARE: dict[str, Prepare] = {
 def test_channel_operation_conforms_to_the_wrenn_spec(
     schema: schemathesis.BaseSchema, world: World, operation_id: str
 ) -> None:
-    check_operation(
+    check_steered(
         schema,
+        world,
         operation_id,
-        lambda case, choice: PREPARE[operation_id](world, case, choice),
-        base_url=str(world.http.base_url).rstrip("/"),
-        session=world.session,
+        PREPARE[operation_id],
         headers=world.owner.headers,
         max_examples=MAX_EXAMPLES,
     )

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from capsules.conftest import AgentProcess
 from capsules.helpers import run
+from support.jail_agent import AgentProcess
 from support.wrenn import Account
 
 Capsule = dict[str, Any]

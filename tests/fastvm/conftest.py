@@ -1,6 +1,6 @@
 """A live Hangar whose FastVM face runs VMs on a real jail agent, and an organization in it.
 
-The agent fixture is the capsule tests' (`hangar agent`, jail runtime, one per backend).
+The agent fixture is the capsule tests' (support/jail_agent.py: `hangar agent`, jail runtime).
 An organization is a core team: it is made through the Wrenn face (signup, then an API key),
 since the FastVM spec has no signup; every FastVM call then uses that key or the user's JWT.
 """
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from capsules import conftest as capsules_conftest
-from capsules.conftest import AgentProcess
-from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from support import jail_agent
+from support.jail_agent import AgentProcess, serve_on_agent
+from support.live import LiveServer
 from support.wrenn import Account, Wrenn
 
-agent = capsules_conftest.agent  # the capsule tests' jail agent fixture, shared
+agent = jail_agent.agent  # the jail agent fixture the capsule tests use, one per backend
 
 
 @pytest.fixture(scope="session")
@@ -28,20 +28,8 @@ def fastvm_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp(f"hangar-fastvm-{backend}")
-
-    def serve(url: str | None) -> Iterator[LiveServer]:
-        settings = make_settings(data_dir, url, None)
-        settings.agents = {"local": agent.address}
-        settings.capsules.reconcile_seconds = 0.5
-        settings.capsules.usage_sample_seconds = 1.0
-        with run_in_thread(backend, settings) as live:
-            yield live
-
-    if backend == "postgres":
-        with fresh_postgres_database() as url:
-            yield from serve(url)
-    else:
-        yield from serve(None)
+    with serve_on_agent(backend, data_dir, agent) as live:
+        yield live
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,24 @@ def test_vm_lifecycle(fvm: httpx.Client, org: Org) -> None:
     assert deleted.json()["id"] == vm["id"]
     assert deleted.json()["deleted"] is True
     assert deleted.json()["deletedAt"]
+    # A deleted VM stays readable, stopped, with its deletedAt; nothing else reaches it.
+    gone = fvm.get(f"/v1/vms/{vm['id']}", headers=org.headers)
+    assert gone.status_code == 200, gone.text
+    assert (gone.json()["id"], gone.json()["name"]) == (vm["id"], "web-2")
+    assert gone.json()["status"] == "stopped"
+    assert gone.json()["deletedAt"] == deleted.json()["deletedAt"]
+    assert "publicIpv6" not in gone.json()
     assert fvm.delete(f"/v1/vms/{vm['id']}", headers=org.headers).status_code == 404
-    assert fvm.get(f"/v1/vms/{vm['id']}", headers=org.headers).status_code == 404
     assert fvm.get("/v1/vms", headers=org.headers).json() == []
+    for method, path, body in (
+        ("PATCH", "", {"name": "again"}),
+        ("PUT", "/firewall", {"mode": "open"}),
+        ("PATCH", "/firewall", {"mode": "open"}),
+        ("POST", "/exec", {"command": ["true"]}),
+        ("POST", "/console-token", None),
+    ):
+        after = fvm.request(method, f"/v1/vms/{vm['id']}{path}", json=body, headers=org.headers)
+        assert after.status_code == 404, (method, path, after.text)
 
 
 def test_default_name_and_other_orgs_see_nothing(
@@ -134,6 +149,9 @@ def test_default_name_and_other_orgs_see_nothing(
         assert fvm.get(f"/v1/vms/{vm['id']}", headers=other.headers).status_code == 404
         assert fvm.get("/v1/vms", headers=other.headers).json() == []
         assert fvm.delete(f"/v1/vms/{vm['id']}", headers=other.headers).status_code == 404
+        # Deleted, it stays invisible to other organizations.
+        assert fvm.delete(f"/v1/vms/{vm['id']}", headers=org.headers).status_code == 200
+        assert fvm.get(f"/v1/vms/{vm['id']}", headers=other.headers).status_code == 404
     finally:
         cleanup(fvm, other)
 

@@ -13,10 +13,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from fastvm.conftest import Org
 from fastvm.helpers import create_vm, error_of
-
-
-def ws_url(fvm: httpx.Client, path: str) -> str:
-    return str(fvm.base_url).replace("http", "ws", 1).rstrip("/") + path
+from support.ws import ws_url
 
 
 def token_for(fvm: httpx.Client, o: Org, vm_id: str) -> dict[str, object]:

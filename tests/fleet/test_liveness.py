@@ -44,7 +44,12 @@ async def test_offline_host_takes_its_capsules_and_comes_back_draining(db: Datab
         host = Host(type=HostType.REGULAR, status=HostStatus.ONLINE)
         session.add_all([team, host])
         await session.flush()
-        statuses = [CapsuleStatus.RUNNING, CapsuleStatus.PAUSED, CapsuleStatus.STOPPED]
+        statuses = [
+            CapsuleStatus.RUNNING,
+            CapsuleStatus.PAUSED,
+            CapsuleStatus.STOPPED,
+            CapsuleStatus.STARTING,  # claimed by a provisioner, whose start cannot finish now
+        ]
         capsules = [
             Capsule(
                 team_id=team.id,
@@ -77,7 +82,10 @@ async def test_offline_host_takes_its_capsules_and_comes_back_draining(db: Datab
 
     async with db.session() as session:
         rows = {c.status: c for c in (await session.scalars(select(Capsule))).all()}
-        assert set(rows) == {CapsuleStatus.MISSING, CapsuleStatus.STOPPED}
+        assert set(rows) == {CapsuleStatus.MISSING, CapsuleStatus.STOPPED, CapsuleStatus.PENDING}
+        requeued = rows[CapsuleStatus.PENDING]
+        assert (requeued.host_id, requeued.claimed_at) == ("", None)
+        assert (requeued.status_reason or "").startswith("waiting for a host")
         reason = rows[CapsuleStatus.MISSING].status_reason or ""
         assert "offline" in reason
         assert "goodbye" in reason

@@ -28,7 +28,7 @@ import schemathesis
 
 from support.hosts import HostApi, add_capsule, make_platform_admin
 from support.live import LiveServer
-from support.spec import check_operation, load_wrenn_schema
+from support.spec import check_steered, load_wrenn_schema
 from support.wrenn import Account, Wrenn
 
 MAX_EXAMPLES = int(os.environ.get("HANGAR_SCHEMATHESIS_HOST_EXAMPLES", "15"))
@@ -209,12 +209,11 @@ def test_host_operation_conforms_to_the_wrenn_spec(
     else:
         headers = world.admin.headers
 
-    check_operation(
+    check_steered(
         schema,
+        world,
         operation_id,
-        lambda case, choice: PREPARE[operation_id](world, case, choice),
-        base_url=str(world.http.base_url).rstrip("/"),
-        session=world.session,
+        PREPARE[operation_id],
         headers=headers,
         max_examples=MAX_EXAMPLES,
         undocumented_but_required=GAPS.get(operation_id),

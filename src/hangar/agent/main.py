@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -51,8 +51,16 @@ def build_agent(settings: AgentSettings) -> Agent:
     )
 
 
-def agent_server(settings: AgentSettings, agent: Agent) -> uvicorn.Server:
-    """A uvicorn server for the agent's API whose lifespan starts and stops the agent."""
+def agent_server(
+    settings: AgentSettings,
+    agent: Agent,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> uvicorn.Server:
+    """A uvicorn server for the agent's API whose lifespan starts and stops the agent.
+
+    `on_stop` runs first when it stops: uvicorn re-raises the signal that stopped it once
+    serving ends, so the lifespan is the last moment code is sure to run.
+    """
     app: FastAPI = build_agent_app(
         agent, token=settings.token.get_secret_value() if settings.token else None
     )
@@ -63,6 +71,8 @@ def agent_server(settings: AgentSettings, agent: Agent) -> uvicorn.Server:
         try:
             yield
         finally:
+            if on_stop is not None:
+                await on_stop()
             await agent.stop()
 
     app.router.lifespan_context = lifespan
@@ -94,19 +104,21 @@ async def serve_agent(settings: AgentSettings) -> None:
     that refuses this host for good (EnrollError) stops the agent with that error.
     """
     agent = build_agent(settings)
-    server = agent_server(settings, agent)
     if not settings.server:
-        await server.serve()
+        await agent_server(settings, agent).serve()
         return
     from hangar.agent.uplink import Uplink
 
+    link = Uplink(settings, build_agent_app(agent), agent.info)
+    # Stopping (SIGTERM/SIGINT) closes the uplink as a shutdown: the host is offline at once.
+    server = agent_server(settings, agent, on_stop=link.shutdown)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn's plain flag
         await asyncio.sleep(0.05)  # (started: the lifespan has started the agent)
     if serving.done():
         await serving
         return
-    uplink = asyncio.create_task(Uplink(settings, build_agent_app(agent), agent.info).run())
+    uplink = asyncio.create_task(link.run())
     await asyncio.wait({serving, uplink}, return_when=asyncio.FIRST_COMPLETED)
     if uplink.done():
         server.should_exit = True

@@ -22,7 +22,9 @@ from hangar.agentproto.tunnel import TunnelSession
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.errors import DomainError, Unauthenticated
 from hangar.core.fleet.gateway import AgentHandle
+from hangar.core.hosts.liveness import mark_down
 from hangar.core.hosts.models import HostStatus
+from hangar.core.hosts.repository import HostRepository
 from hangar.core.hosts.service import HOST_AUDIENCE, HostService
 from hangar.core.platform import Platform
 from hangar.core.security.jwt import load_or_create_keys
@@ -37,6 +39,10 @@ NONCE_HEADER = "x-hangar-uplink-nonce"
 PROOF_TTL_SECONDS = 60
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 POLICY_VIOLATION = 1008
+# How an agent says it is stopping on purpose (`hangar agent` on SIGTERM/SIGINT): its host
+# goes offline at once instead of unreachable after the heartbeat timeout.
+GOING_AWAY = 1001
+SHUTDOWN_REASON = "shutdown"
 
 
 def public_keys(platform: Platform) -> list[dict[str, object]]:
@@ -99,9 +105,12 @@ async def agent_connect(ws: WebSocket) -> None:
     async def send(frame: bytes) -> None:
         await ws.send_bytes(frame)
 
+    goodbye: list[tuple[object, object]] = []
+
     async def receive() -> bytes | None:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
+            goodbye.append((message.get("code"), message.get("reason")))
             return None
         data = message.get("bytes")
         return data if isinstance(data, bytes) else b""
@@ -122,6 +131,25 @@ async def agent_connect(ws: WebSocket) -> None:
         log.info("uplink.connected", host_id=host_id)
         await tunnel.run()
     finally:
-        platform.fleet.remove(host_id, client)
+        # A replaced connection is no longer the host's: its goodbye says nothing of the host.
+        current = platform.fleet.remove(host_id, client)
         await client.aclose()
         log.info("uplink.disconnected", host_id=host_id)
+        if current and goodbye == [(GOING_AWAY, SHUTDOWN_REASON)]:
+            await _shut_down(platform, host_id)
+
+
+async def _shut_down(platform: Platform, host_id: str) -> None:
+    """The agent stopped on purpose: its host is offline and its capsules missing, now."""
+    try:
+        async with platform.db.session() as session:
+            host = await HostRepository(session).get(host_id)
+            missing = None
+            if host is not None:
+                missing = await mark_down(session, host, HostStatus.OFFLINE, "its agent shut down")
+            await session.commit()
+    except Exception:  # the heartbeat timeout still takes it down
+        log.exception("uplink.offline_failed", host_id=host_id)
+        return
+    if missing is not None:
+        log.info("host.down", host_id=host_id, status="offline", capsules_missing=len(missing))

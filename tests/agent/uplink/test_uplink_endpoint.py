@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import stat
@@ -19,7 +20,13 @@ from hangar.agent.enroll import Credentials, EnrollError, HostAuth, claims_of
 from hangar.agent.uplink import ProofRefused, backoff, verify_proof
 from hangar.agentproto.tunnel import Kind, decode
 from hangar.core.security.jwt import TokenSigner, generate_key
-from support.hosts import HostApi, make_platform_admin
+from support.hosts import (
+    HostApi,
+    add_capsule,
+    capsule_status,
+    host_events,
+    make_platform_admin,
+)
 from support.live import LiveServer
 from support.wrenn import Wrenn
 
@@ -178,3 +185,46 @@ async def test_host_auth_refreshes_once_and_keeps_credentials(
         assert HostApi(http).refresh(auth.creds.refresh_token).status_code == 200
         with pytest.raises(EnrollError):
             await auth.refresh()
+
+
+def _until(what: str, check: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_shutdown_goodbye_takes_the_host_offline_at_once(
+    server: LiveServer, http: httpx.Client, wrenn: Wrenn
+) -> None:
+    admin = make_platform_admin(server, wrenn.signup(name="Admin"))
+    creds = HostApi(http).registered(admin)
+    host_id = creds["host"]["id"]
+
+    def status() -> str:
+        r = http.get(f"/v1/hosts/{host_id}", headers=admin.headers)
+        assert r.status_code == 200, r.text
+        return str(r.json()["status"])
+
+    with _dial(server, creds["token"], secrets.token_urlsafe(32)) as ws:
+        _hello(ws)
+        _until("online", lambda: status() == "online")
+        capsule = add_capsule(server, host_id, admin.team_id)
+        ws.close(1001, "shutdown")  # what `hangar agent` sends when it stops on purpose
+    _until("offline", lambda: status() == "offline")
+    assert capsule_status(server, capsule) == "missing"
+    assert [t for t, _ in host_events(server, host_id)] == ["host.up", "host.down"]
+
+    # Back: connecting is proof of life. A connection that was replaced, or that ends any
+    # other way, leaves the host up (the heartbeat timeout judges those).
+    with _dial(server, creds["token"], secrets.token_urlsafe(32)) as first:
+        _hello(first)
+        _until("online again", lambda: status() == "online")
+        with _dial(server, creds["token"], secrets.token_urlsafe(32)) as second:
+            _hello(second)
+            with contextlib.suppress(ConnectionClosed):
+                first.close(1001, "shutdown")
+            second.close(1000)
+    time.sleep(1.0)  # nothing to wait for: the host must simply stay up
+    assert status() == "online"
+    assert [t for t, _ in host_events(server, host_id)] == ["host.up", "host.down", "host.up"]

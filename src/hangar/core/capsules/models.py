@@ -73,6 +73,10 @@ class Capsule(TimestampedModel):
     # The machine type or snapshot name it was made from, as it was called then.
     source_name: Mapped[str | None] = mapped_column(String(64), default=None)
     source_snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    # Provisioner claims (pending -> starting): failed starts so far, kept in the row so the
+    # limit holds across replicas and restarts, and when the current claim was taken.
+    start_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class TemplateKind(enum.StrEnum):

@@ -1,14 +1,22 @@
-"""Starting queued (`pending`) capsules once a host can take them, in the background."""
+"""Starting queued (`pending`) capsules once a host can take them, in the background.
+
+Several control-plane replicas may share one database, so a start is a claim: one conditional
+UPDATE (pending -> starting, with the chosen host) decides which replica asks a host, and
+every later write is conditional on that claim still standing. Failed starts are counted in
+the row, so the attempt limit holds across replicas and restarts; a claim whose replica died
+is recovered once it is older than the claim timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import weakref
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Sandbox
@@ -20,33 +28,58 @@ from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.errors import DomainError, Unavailable
 from hangar.core.fleet.gateway import AgentHandle, Fleet
+from hangar.core.hosts.repository import HostRepository
 
 log = structlog.get_logger("hangar.capsules.provisioner")
 
 # A snapshot still `creating` this long after it began was interrupted (the agent's own
 # snapshot call gives up after 15 minutes).
 STALE_SNAPSHOT = timedelta(minutes=20)
+# A claim (`starting`) this old lost its replica: a start that builds a base template takes
+# minutes, so this must be well above the longest start.
+CLAIM_TIMEOUT = timedelta(minutes=20)
+REASON_LIMIT = 500
+
+
+def _rowcount(result: object) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 class Provisioner:
-    """Each tick starts an attempt for every pending capsule that has none running.
+    """Each tick starts an attempt for every pending capsule that has none running here.
 
     Attempts run as tasks because a start can take minutes (a base template is built on a
     host's first use) and must not hold up the reconciler's other jobs.
     """
 
-    def __init__(self, db: Database, fleet: Fleet, settings: CapsuleSettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        fleet: Fleet,
+        settings: CapsuleSettings,
+        *,
+        claim_timeout: timedelta = CLAIM_TIMEOUT,
+    ) -> None:
         self.db = db
         self.fleet = fleet
         self.settings = settings
+        self.claim_timeout = claim_timeout
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._failures: dict[str, int] = {}
 
     async def tick(self) -> None:
-        """Start attempts for pending capsules; fail snapshots left `creating` by a crash."""
+        """Start attempts for pending capsules, recover stale claims, fail stale snapshots."""
         self._tasks = {k: t for k, t in self._tasks.items() if not t.done()}
         async with self.db.session() as session:
             pending = [c.id for c in await CapsuleRepository(session).pending()]
+            stale_claims = list(
+                await session.scalars(
+                    select(Capsule.id).where(
+                        Capsule.status == CapsuleStatus.STARTING,
+                        Capsule.claimed_at < utcnow() - self.claim_timeout,
+                    )
+                )
+            )
             # Looked for before any write, so an idle tick never takes SQLite's write lock.
             stale = list(
                 await session.scalars(
@@ -67,14 +100,17 @@ class Provisioner:
         for capsule_id in pending:
             if capsule_id not in self._tasks:
                 self._tasks[capsule_id] = asyncio.create_task(self._attempt(capsule_id))
+        for capsule_id in stale_claims:
+            if capsule_id not in self._tasks:  # our own start still under way is not stale
+                self._tasks[capsule_id] = asyncio.create_task(self._attempt(capsule_id, True))
 
     async def drain(self) -> None:
         """Wait for the attempts under way (tests and shutdown)."""
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    async def _attempt(self, capsule_id: str) -> None:
+    async def _attempt(self, capsule_id: str, recover: bool = False) -> None:
         try:
-            await self._start(capsule_id)
+            await (self._recover(capsule_id) if recover else self._start(capsule_id))
         except Exception:
             log.exception("capsule.provision_crashed", capsule_id=capsule_id)
 
@@ -87,7 +123,7 @@ class Provisioner:
             if capsule.source_snapshot_id is not None:
                 snapshot = await session.get(Template, capsule.source_snapshot_id)
                 if snapshot is None:
-                    await self._fail(capsule_id, "its snapshot no longer exists", final=True)
+                    await self._give_up_queued(session, capsule, "its snapshot no longer exists")
                     return
                 host_id, host_template = snapshot.host_id, snapshot.host_template
             try:
@@ -96,73 +132,212 @@ class Provisioner:
                 )
             except Unavailable as exc:
                 # Waiting for capacity is not a failure: it stays queued.
-                capsule.status_reason = f"waiting for a host: {exc.message}"[:500]
-                await session.commit()
+                await self._waiting(session, capsule, f"waiting for a host: {exc.message}")
                 return
-            # Committed before the host is asked, so the host's sandbox is never an orphan.
-            capsule.host_id, capsule.host_ip = handle.host_id, handle.host_ip
-            capsule.status_reason = "starting"
-            await session.commit()
-        try:
-            sandbox = await start_sandbox(handle, capsule, host_template)
-        except DomainError as exc:
-            await self._fail(capsule_id, exc.message)
-            return
-        await self._started(capsule_id, handle, sandbox)
-
-    async def _started(self, capsule_id: str, handle: AgentHandle, sandbox: Sandbox) -> None:
-        now = utcnow()
-        async with self.db.session() as session:
-            # Conditional, so a capsule destroyed meanwhile is not brought back to life.
-            result = await session.execute(
+            # The claim: committed before the host is asked (so the host's sandbox is never an
+            # orphan), and only one replica's UPDATE finds the row still pending.
+            claimed = await session.execute(
                 update(Capsule)
                 .where(Capsule.id == capsule_id, Capsule.status == CapsuleStatus.PENDING)
                 .values(
-                    status=CapsuleStatus.RUNNING,
-                    status_reason=None,
+                    status=CapsuleStatus.STARTING,
+                    status_reason="starting",
                     host_id=handle.host_id,
                     host_ip=handle.host_ip,
-                    guest_ip=sandbox.guest_ip,
-                    ipv6=sandbox.ipv6,
-                    started_at=now,
-                    last_active_at=now,
+                    claimed_at=utcnow(),
+                    updated_at=utcnow(),
                 )
                 .execution_options(synchronize_session=False)
             )
-            assert isinstance(result, CursorResult)
-            if result.rowcount != 1:
-                with contextlib.suppress(AgentError):
-                    await handle.client.destroy_sandbox(capsule_id)
-                return
-            capsule = await session.get(Capsule, capsule_id)
-            assert capsule is not None
-            capsule_event(session, "capsule.running", capsule)
             await session.commit()
-        self._failures.pop(capsule_id, None)
+            if _rowcount(claimed) != 1:
+                return  # another replica (or a destroy) got there first
+            await session.refresh(capsule)  # the row as claimed (firewall, disk, name)
+        try:
+            sandbox = await start_sandbox(handle, capsule, host_template)
+        except DomainError as exc:
+            await self._failed(capsule_id, handle.host_id, exc.message)
+            return
+        await self._started(capsule_id, handle, sandbox)
+
+    async def _waiting(self, session: AsyncSession, capsule: Capsule, reason: str) -> None:
+        reason = reason[:REASON_LIMIT]
+        if capsule.status_reason == reason:
+            return  # nothing new: an idle queue does not write every tick
+        await session.execute(
+            update(Capsule)
+            .where(Capsule.id == capsule.id, Capsule.status == CapsuleStatus.PENDING)
+            .values(status_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+
+    async def _give_up_queued(self, session: AsyncSession, capsule: Capsule, reason: str) -> None:
+        log.warning("capsule.provision_failed", capsule_id=capsule.id, error=reason)
+        await session.execute(
+            update(Capsule)
+            .where(Capsule.id == capsule.id, Capsule.status == CapsuleStatus.PENDING)
+            .values(status=CapsuleStatus.ERROR, status_reason=f"could not start: {reason}")
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+
+    async def _started(self, capsule_id: str, handle: AgentHandle, sandbox: Sandbox) -> None:
+        """Finish our claim: running, unless the claim no longer stands (then undo the start)."""
+        async with self.db.session() as session:
+            if not await self._finish(session, capsule_id, handle, sandbox):
+                current = await session.get(Capsule, capsule_id)
+                kept = (
+                    current is not None
+                    and current.host_id == handle.host_id
+                    and current.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
+                )
+                if not kept:  # destroyed, or sent back to the queue meanwhile
+                    with contextlib.suppress(AgentError):
+                        await handle.client.destroy_sandbox(capsule_id)
+                return
+            await session.commit()
         log.info("capsule.provisioned", capsule_id=capsule_id, host_id=handle.host_id)
 
-    async def _fail(self, capsule_id: str, reason: str, *, final: bool = False) -> None:
-        failures = self._failures.get(capsule_id, 0) + 1
-        self._failures[capsule_id] = failures
-        give_up = final or failures >= self.settings.provision_max_attempts
+    async def _finish(
+        self,
+        session: AsyncSession,
+        capsule_id: str,
+        handle: AgentHandle,
+        sandbox: Sandbox,
+        *,
+        claimed_before: datetime | None = None,
+    ) -> bool:
+        """Record a claimed capsule's sandbox as running on its host (capsule.running)."""
+        now = utcnow()
+        where = [
+            Capsule.id == capsule_id,
+            Capsule.status == CapsuleStatus.STARTING,
+            Capsule.host_id == handle.host_id,
+        ]
+        if claimed_before is not None:
+            where.append(Capsule.claimed_at < claimed_before)
+        status = CapsuleStatus.PAUSED if sandbox.status == "paused" else CapsuleStatus.RUNNING
+        result = await session.execute(
+            update(Capsule)
+            .where(*where)
+            .values(
+                status=status,
+                status_reason=None,
+                host_ip=handle.host_ip,
+                guest_ip=sandbox.guest_ip,
+                ipv6=sandbox.ipv6,
+                started_at=now,
+                last_active_at=now,
+                claimed_at=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(result) != 1:
+            return False
+        capsule = await session.get(Capsule, capsule_id, populate_existing=True)
+        assert capsule is not None
+        capsule_event(session, "capsule.running", capsule)
+        return True
+
+    async def _failed(self, capsule_id: str, host_id: str, reason: str) -> None:
+        """Our claimed start failed: back to the queue, or `error` once out of attempts."""
         log.warning("capsule.provision_failed", capsule_id=capsule_id, error=reason)
         async with self.db.session() as session:
+            capsule = await session.get(Capsule, capsule_id)
+            if capsule is None:
+                return
+            # Only the claim's holder changes start_attempts, so this read is stable.
+            failures = capsule.start_attempts + 1
+            give_up = failures >= self.settings.provision_max_attempts
             await session.execute(
                 update(Capsule)
-                .where(Capsule.id == capsule_id, Capsule.status == CapsuleStatus.PENDING)
+                .where(
+                    Capsule.id == capsule_id,
+                    Capsule.status == CapsuleStatus.STARTING,
+                    Capsule.host_id == host_id,
+                )
                 .values(
                     status=CapsuleStatus.ERROR if give_up else CapsuleStatus.PENDING,
+                    start_attempts=failures,
                     status_reason=(
                         f"could not start after {failures} attempt(s): {reason}"
                         if give_up
                         else f"start failed ({failures}), retrying: {reason}"
-                    )[:500],
+                    )[:REASON_LIMIT],
+                    # Back in the queue it reserves no host's room; an error keeps its host.
+                    host_id=host_id if give_up else "",
+                    host_ip=capsule.host_ip if give_up else "",
+                    claimed_at=None,
+                    updated_at=utcnow(),
                 )
                 .execution_options(synchronize_session=False)
             )
             await session.commit()
-        if give_up:
-            self._failures.pop(capsule_id, None)
+
+    async def _recover(self, capsule_id: str) -> None:
+        """A claim older than the timeout: running if its host has the sandbox, else queued.
+
+        Only the replica its host is connected to can ask; a host connected nowhere goes
+        down in time, and taking it down sends its claimed capsules back to the queue.
+        """
+        cutoff = utcnow() - self.claim_timeout
+        async with self.db.session() as session:
+            capsule = await session.get(Capsule, capsule_id)
+            if (
+                capsule is None
+                or capsule.status != CapsuleStatus.STARTING
+                or capsule.claimed_at is None
+                or capsule.claimed_at >= cutoff
+            ):
+                return
+            host_id = capsule.host_id
+            handle = self.fleet.handle(host_id)
+            sandbox: Sandbox | None = None
+            if handle is not None:
+                try:
+                    sandbox = next(
+                        (
+                            s
+                            for s in await handle.client.list_sandboxes()
+                            if s.sandbox_id == capsule_id
+                        ),
+                        None,
+                    )
+                except AgentError:
+                    return  # try again next tick
+            elif await HostRepository(session).get(host_id) is not None:
+                return  # another replica's host, or one about to be taken down
+            if handle is not None and sandbox is not None and sandbox.status != "stopped":
+                if await self._finish(session, capsule_id, handle, sandbox, claimed_before=cutoff):
+                    await session.commit()
+                    log.warning("capsule.claim_recovered", capsule_id=capsule_id, running=True)
+                return
+            if handle is not None and sandbox is not None:
+                with contextlib.suppress(AgentError):
+                    await handle.client.destroy_sandbox(capsule_id)
+            requeued = await session.execute(
+                update(Capsule)
+                .where(
+                    Capsule.id == capsule_id,
+                    Capsule.status == CapsuleStatus.STARTING,
+                    Capsule.host_id == host_id,
+                    Capsule.claimed_at < cutoff,
+                )
+                .values(
+                    status=CapsuleStatus.PENDING,
+                    status_reason="waiting for a host: an interrupted start is retried",
+                    host_id="",
+                    host_ip="",
+                    claimed_at=None,
+                    updated_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+            if _rowcount(requeued) == 1:
+                log.warning("capsule.claim_recovered", capsule_id=capsule_id, running=False)
 
 
 _provisioners: weakref.WeakKeyDictionary[Database, Provisioner] = weakref.WeakKeyDictionary()

@@ -36,6 +36,11 @@ class CapsuleRepository:
             )
         ).scalar_one_or_none()
 
+    async def get_owned(self, team_id: str, capsule_id: str) -> Capsule | None:
+        """A team's capsule, destroyed or not."""
+        capsule = await self.get_any(capsule_id)
+        return capsule if capsule is not None and capsule.team_id == team_id else None
+
     async def get_any(self, capsule_id: str | None) -> Capsule | None:
         """A capsule by id, destroyed or not (for provenance)."""
         return await self.session.get(Capsule, capsule_id) if capsule_id else None

@@ -12,13 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hangar.agentproto.client import AgentStream, AsyncFile
 from hangar.agentproto.models import ExecRequest, FileEntry, MetricPoint
 from hangar.core.capsules.agents import agent_call
-from hangar.core.capsules.firewall import (
-    DEFAULT_POLICY,
-    FirewallPolicy,
-    to_json,
-    to_wire,
-    validated,
-)
+from hangar.core.capsules.firewall import DEFAULT_POLICY, FirewallPolicy
 from hangar.core.capsules.launch import (
     capsule_event,
     mark_running,
@@ -31,6 +25,7 @@ from hangar.core.capsules.launch import (
 from hangar.core.capsules.machine_types import BASE_DISK_GB
 from hangar.core.capsules.machine_types import machine_type as lookup_machine_type
 from hangar.core.capsules.models import Capsule, CapsuleStatus, MetricSample, Template
+from hangar.core.capsules.networking import CapsuleNetworking
 from hangar.core.capsules.repository import CapsuleRepository, TemplateRepository
 from hangar.core.capsules.rules import check_name, sandbox_path
 from hangar.core.clock import utcnow
@@ -55,8 +50,8 @@ class ExecOutcome:
     stderr_truncated: bool
 
 
-class CapsuleService:
-    """What a team can do with its capsules."""
+class CapsuleService(CapsuleNetworking):
+    """What a team can do with its capsules (firewall operations in networking.py)."""
 
     def __init__(self, session: AsyncSession, fleet: Fleet, settings: CapsuleSettings) -> None:
         self.session = session
@@ -66,9 +61,15 @@ class CapsuleService:
         self.templates = TemplateRepository(session)
         self.quotas = QuotaService(session, settings.quotas)
 
-    async def get(self, team_id: str, capsule_id: str) -> Capsule:
-        """A live capsule of the team, else NotFound (other teams' capsules look absent)."""
-        capsule = await self.capsules.get_live(team_id, capsule_id) if capsule_id else None
+    async def get(
+        self, team_id: str, capsule_id: str, *, include_destroyed: bool = False
+    ) -> Capsule:
+        """A live (or any, when asked) capsule of the team, else NotFound (for other teams too)."""
+        capsule = None
+        if capsule_id and include_destroyed:
+            capsule = await self.capsules.get_owned(team_id, capsule_id)
+        elif capsule_id:
+            capsule = await self.capsules.get_live(team_id, capsule_id)
         if capsule is None:
             raise NotFound("capsule not found")
         return capsule
@@ -208,11 +209,18 @@ class CapsuleService:
         disk_gb: int | None = None,
         firewall: FirewallPolicy | None = None,
         queue: bool = False,
+        networked: bool = True,
     ) -> Capsule:
-        """Start a capsule from a team's ready snapshot, with its size, disk and firewall."""
+        """Start a capsule from a team's ready snapshot, with its size, disk and firewall.
+
+        `networked` (a VM) gives it an IPv6 address behind the default policy when neither
+        `firewall` nor the snapshot (say, of a capsule another face made) has a policy.
+        """
         snapshot = await self.templates.get_by_id(team_id, snapshot_id) if snapshot_id else None
         if snapshot is None:
             raise NotFound("snapshot not found")
+        if networked and firewall is None and snapshot.firewall is None:
+            firewall = DEFAULT_POLICY
         source = await self.capsules.get_any(snapshot.source_capsule_id)
         capsule = snapshot_capsule(self.settings, snapshot, source, name, disk_gb, firewall)
         return await self._start_from(capsule, snapshot, queue=queue)
@@ -224,35 +232,22 @@ class CapsuleService:
         await self.session.flush()
         return capsule
 
-    async def set_firewall(self, team_id: str, capsule_id: str, policy: FirewallPolicy) -> Capsule:
-        """Replace a networked capsule's ingress policy (on its host too, once started)."""
-        policy = validated(policy)
-        capsule = await self.get(team_id, capsule_id)
-        if capsule.firewall is None:
-            raise InvalidState("capsule was created without networking")
-        if capsule.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED):
-            async with agent_call():
-                await self.fleet.agent(capsule.host_id).set_firewall(capsule.id, to_wire(policy))
-        elif capsule.status != CapsuleStatus.PENDING:
-            raise InvalidState(f"capsule is {capsule.status}")
-        capsule.firewall = to_json(policy)
-        await self.session.flush()
-        return capsule
-
     def _event(self, type_: str, capsule: Capsule) -> None:
         capsule_event(self.session, type_, capsule)
 
-    async def destroy(self, team_id: str, capsule_id: str) -> None:
+    async def destroy(self, team_id: str, capsule_id: str) -> Capsule:
         """Destroy a capsule (its host first, so nothing keeps running unbilled)."""
         capsule = await self.get(team_id, capsule_id)
         await self.destroy_row(capsule)
+        return capsule
 
     async def destroy_row(self, capsule: Capsule) -> None:
         """Destroy a capsule already loaded."""
         if not capsule.host_id:
             pass  # queued and never placed: no host has anything of it
-        elif capsule.status == CapsuleStatus.PENDING:
-            # Being started by the provisioner, which re-checks the row afterwards.
+        elif capsule.status in (CapsuleStatus.PENDING, CapsuleStatus.STARTING):
+            # Claimed by a provisioner, which re-checks the row after its start and removes
+            # what it made; an unreachable host's leftovers are destroyed as orphans later.
             with contextlib.suppress(DomainError):
                 async with agent_call():
                     await self.fleet.agent(capsule.host_id).destroy_sandbox(capsule.id)

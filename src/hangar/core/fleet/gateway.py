@@ -43,14 +43,22 @@ class Fleet:
         """Make an agent reachable."""
         self._agents[handle.host_id] = handle
 
-    def remove(self, host_id: str, client: AgentClient | None = None) -> None:
-        """Forget an agent; with `client`, only if that client is still the current one."""
+    def remove(self, host_id: str, client: AgentClient | None = None) -> bool:
+        """Forget an agent; with `client`, only if that client is still the current one.
+
+        True if it was forgotten (False: unknown, or replaced by a newer connection).
+        """
         handle = self._agents.get(host_id)
         if handle is None:
-            return
+            return False
         if client is not None and handle.client is not client:
-            return
+            return False
         del self._agents[host_id]
+        return True
+
+    def handle(self, host_id: str) -> AgentHandle | None:
+        """The connected agent of `host_id`, if this control plane has one."""
+        return self._agents.get(host_id)
 
     def hosts(self) -> list[AgentHandle]:
         """Every reachable agent."""

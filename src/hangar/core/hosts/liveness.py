@@ -16,7 +16,7 @@ from hangar.core.hosts.models import Host, HostStatus
 UP = (HostStatus.ONLINE, HostStatus.DRAINING)
 DOWN = (HostStatus.UNREACHABLE, HostStatus.OFFLINE)
 # Capsules that exist on a host's agent and so vanish with it.
-ON_HOST = (CapsuleStatus.STARTING, CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
+ON_HOST = (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
 REASON_LIMIT = 500
 
 
@@ -40,6 +40,8 @@ async def mark_down(
     silent_before: datetime | None = None,
 ) -> list[str] | None:
     """Take an up host down; its capsules become `missing` in the same transaction.
+
+    Capsules a provisioner had claimed on it (`starting`) go back to `pending` instead.
 
     Conditional on the host still being up (and, with `silent_before`, still silent), so of
     two reconcilers or replicas only one records the transition, and a heartbeat committed
@@ -70,6 +72,21 @@ async def mark_down(
         .execution_options(synchronize_session=False)
     )
     missing = list(result.scalars().all())
+    # A provisioner's claim on this host cannot finish: the capsule goes back to the queue
+    # (the claimant's own conditional writes then find nothing to change).
+    await session.execute(
+        update(Capsule)
+        .where(Capsule.host_id == host.id, Capsule.status == CapsuleStatus.STARTING)
+        .values(
+            status=CapsuleStatus.PENDING,
+            status_reason=f"waiting for a host: {why}"[:REASON_LIMIT],
+            host_id="",
+            host_ip="",
+            claimed_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
     host_event(session, "host.down", host, reason=reason[:REASON_LIMIT])
     return missing
 

@@ -1,4 +1,4 @@
-"""Authentication and service wiring for FastVM routes."""
+"""Authentication and settings for FastVM routes (services: hangar.web.services)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from hangar.core.capsules.service import CapsuleService
-from hangar.core.capsules.snapshots import SnapshotService
 from hangar.faces.fastvm.settings import FastVMSettings
 from hangar.web.auth import authenticate_key_or_user
 from hangar.web.deps import PlatformDep, SessionDep
@@ -30,21 +28,3 @@ async def org_id(request: HTTPConnection, platform: PlatformDep, session: Sessio
 
 
 OrgDep = Annotated[str, Depends(org_id)]
-
-
-async def get_capsules(platform: PlatformDep, session: SessionDep) -> CapsuleService:
-    """Capsule (VM) service for this request."""
-    return CapsuleService(session, platform.fleet, platform.settings.capsules)
-
-
-CapsulesDep = Annotated[CapsuleService, Depends(get_capsules)]
-
-
-async def get_snapshots(
-    platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
-) -> SnapshotService:
-    """Snapshot service for this request."""
-    return SnapshotService(session, platform.fleet, capsules)
-
-
-SnapshotsDep = Annotated[SnapshotService, Depends(get_snapshots)]

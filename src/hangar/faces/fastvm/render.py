@@ -83,7 +83,7 @@ def vm(c: Capsule) -> f.VMInstance:
         cpu=c.vcpus,
         memory_mib=c.memory_mb,
         disk_gib=max(c.disk_gb or BASE_DISK_GB, BASE_DISK_GB),
-        public_ipv6=c.ipv6 or None,
+        public_ipv6=(c.ipv6 or None) if c.destroyed_at is None else None,  # released on delete
         status=_STATUS.get(c.status, "error"),
         created_at=c.created_at,
         deleted_at=c.destroyed_at,

@@ -5,22 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from hangar.core.apikeys.service import ApiKeyService
 from hangar.core.auth.service import AuthService
-from hangar.core.capsules.service import CapsuleService
-from hangar.core.capsules.snapshots import SnapshotService
 from hangar.core.capsules.usage import UsageService
 from hangar.core.errors import Unauthenticated
 from hangar.core.identity.principal import Principal
 from hangar.core.identity.service import TeamService, UserService
-from hangar.core.platform import Platform
 from hangar.faces.wrenn.settings import WrennSettings
-from hangar.web.auth import authenticate_key_or_user as shared_authenticate
+from hangar.web.auth import authenticate_key_or_user
 from hangar.web.credentials import bearer_token
 from hangar.web.deps import PlatformDep, SessionDep
+from hangar.web.services import CapsulesDep
 
 
 async def get_settings(request: HTTPConnection) -> WrennSettings:
@@ -48,18 +45,11 @@ async def user_principal(request: Request, auth: AuthDep) -> Principal:
     return await auth.authenticate(token)
 
 
-async def authenticate_key_or_user(
-    conn: HTTPConnection, session: AsyncSession, platform: Platform, settings: WrennSettings
-) -> Principal:
-    """`X-API-Key` or a user JWT, as every face authenticates; HTTP and WebSocket alike."""
-    return await shared_authenticate(conn, session, platform)
-
-
 async def key_or_user_principal(
-    request: HTTPConnection, platform: PlatformDep, settings: SettingsDep, session: SessionDep
+    request: HTTPConnection, platform: PlatformDep, session: SessionDep
 ) -> Principal:
     """A caller authenticated by `X-API-Key` or a user JWT (Wrenn's apiKeyAuth routes)."""
-    return await authenticate_key_or_user(request, session, platform, settings)
+    return await authenticate_key_or_user(request, session, platform)
 
 
 UserDep = Annotated[Principal, Depends(user_principal)]
@@ -86,21 +76,6 @@ UsersDep = Annotated[UserService, Depends(get_users)]
 ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]
 
 
-async def get_capsules(platform: PlatformDep, session: SessionDep) -> CapsuleService:
-    """Capsule service for this request."""
-    return CapsuleService(session, platform.fleet, platform.settings.capsules)
-
-
-CapsulesDep = Annotated[CapsuleService, Depends(get_capsules)]
-
-
-async def get_snapshots(
-    platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
-) -> SnapshotService:
-    """Snapshot template service for this request."""
-    return SnapshotService(session, platform.fleet, capsules)
-
-
 async def get_usage(
     platform: PlatformDep, session: SessionDep, capsules: CapsulesDep
 ) -> UsageService:
@@ -108,5 +83,4 @@ async def get_usage(
     return UsageService(session, platform.fleet, capsules)
 
 
-SnapshotsDep = Annotated[SnapshotService, Depends(get_snapshots)]
 UsageDep = Annotated[UsageService, Depends(get_usage)]

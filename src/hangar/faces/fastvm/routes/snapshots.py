@@ -11,9 +11,10 @@ from hangar.core.errors import Conflict, InvalidInput
 from hangar.core.quotas.rules import QuotaExceeded
 from hangar.faces.fastvm import render
 from hangar.faces.fastvm import schemas as f
-from hangar.faces.fastvm.deps import OrgDep, SnapshotsDep
+from hangar.faces.fastvm.deps import OrgDep
 from hangar.faces.fastvm.errors import documented_as
 from hangar.web.deps import SessionDep
+from hangar.web.services import SnapshotsDep
 
 router = APIRouter(prefix="/v1/snapshots", tags=["Snapshots"])
 SnapshotId = Annotated[uuid.UUID, Path(alias="id")]

@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from hangar.core.capsules import firewall as fw
 from hangar.core.capsules.models import CapsuleStatus
 from hangar.core.errors import Conflict, InvalidInput, NotFound
 from hangar.faces.fastvm import render
 from hangar.faces.fastvm import schemas as f
-from hangar.faces.fastvm.deps import CapsulesDep, OrgDep, SettingsDep
+from hangar.faces.fastvm.deps import OrgDep, SettingsDep
 from hangar.faces.fastvm.errors import documented_as
 from hangar.web.deps import SessionDep
+from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/vms", tags=["VMs"])
 VMId = Annotated[uuid.UUID, Path(alias="id")]
@@ -71,8 +71,8 @@ async def create_vm(
 
 @router.get("/{id}", response_model=f.VMInstance, response_model_exclude_none=True)
 async def get_vm(id: VMId, org: OrgDep, capsules: CapsulesDep) -> f.VMInstance:
-    """One VM."""
-    return render.vm(await capsules.get(org, str(id)))
+    """One VM; a deleted one is still shown, `stopped` with its `deletedAt`."""
+    return render.vm(await capsules.get(org, str(id), include_destroyed=True))
 
 
 @router.patch("/{id}", response_model=f.VMInstance, response_model_exclude_none=True)
@@ -89,9 +89,8 @@ async def update_vm(
 async def delete_vm(
     id: VMId, org: OrgDep, capsules: CapsulesDep, session: SessionDep
 ) -> f.DeleteResponse:
-    """Delete a VM; it is gone from then on (a second delete is 404)."""
-    capsule = await capsules.get(org, str(id))
-    await capsules.destroy_row(capsule)
+    """Delete a VM; from then on it is only readable (a second delete is 404)."""
+    capsule = await capsules.destroy(org, str(id))
     await session.commit()
     return f.DeleteResponse(id=capsule.id, deleted=True, deleted_at=capsule.destroyed_at)
 
@@ -118,14 +117,8 @@ async def patch_firewall(
     session: SessionDep,
 ) -> f.VMInstance:
     """Change the fields given of the VM's IPv6 ingress policy; the others are kept."""
-    current = await capsules.get(org, str(id))
-    policy = fw.merged(
-        fw.from_json(current.firewall) if current.firewall else fw.DEFAULT_POLICY,
-        body.mode,
-        render.rules(body.ingress),
-    )
     with documented_as(Conflict, InvalidInput):  # e.g. a capsule without networking
-        capsule = await capsules.set_firewall(org, str(id), policy)
+        capsule = await capsules.patch_firewall(org, str(id), body.mode, render.rules(body.ingress))
     await session.commit()
     return render.vm(capsule)
 

@@ -10,8 +10,9 @@ from hangar.core.capsules.rules import command_argv
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import render_capsules as render
 from hangar.faces.wrenn import schemas as w
-from hangar.faces.wrenn.deps import CapsulesDep, KeyOrUserDep, UsageDep
+from hangar.faces.wrenn.deps import KeyOrUserDep, UsageDep
 from hangar.web.deps import SessionDep
+from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/capsules", tags=["capsules"])
 

@@ -11,9 +11,10 @@ from hangar.core.errors import InvalidInput, TooLarge
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import render_capsules as render
 from hangar.faces.wrenn import schemas as w
-from hangar.faces.wrenn.deps import CapsulesDep, KeyOrUserDep
+from hangar.faces.wrenn.deps import KeyOrUserDep
 from hangar.web.deps import PlatformDep
 from hangar.web.multipart import MultipartError, UploadTooLarge, stream_upload
+from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/capsules/{id}/files", tags=["capsules"])
 

@@ -12,8 +12,9 @@ from hangar.core.hosts.service import HostHasCapsules, HostService
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import render_hosts as render
 from hangar.faces.wrenn import schemas as w
-from hangar.faces.wrenn.deps import CapsulesDep, UserDep
+from hangar.faces.wrenn.deps import UserDep
 from hangar.web.deps import PlatformDep, SessionDep
+from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 

@@ -11,8 +11,9 @@ from hangar.core.capsules.snapshots import TemplateView
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import render_capsules as render
 from hangar.faces.wrenn import schemas as w
-from hangar.faces.wrenn.deps import KeyOrUserDep, SnapshotsDep
+from hangar.faces.wrenn.deps import KeyOrUserDep
 from hangar.web.deps import SessionDep
+from hangar.web.services import SnapshotsDep
 
 router = APIRouter(prefix="/v1/snapshots", tags=["snapshots"])
 

@@ -20,9 +20,8 @@ from hangar.core.capsules.service import CapsuleService
 from hangar.core.errors import DomainError, InvalidInput
 from hangar.core.platform import Platform
 from hangar.faces.wrenn import ids
-from hangar.faces.wrenn.deps import authenticate_key_or_user
 from hangar.faces.wrenn.errors import domain_response
-from hangar.faces.wrenn.settings import WrennSettings
+from hangar.web.auth import authenticate_key_or_user
 
 router = APIRouter(prefix="/v1/capsules/{id}", tags=["capsules"])
 PING_SECONDS = 30.0
@@ -33,10 +32,9 @@ Message = dict[str, Any]
 async def _open(ws: WebSocket, id: str, kind: str) -> AgentStream | None:
     """Authenticate like the HTTP routes and open the agent stream, or refuse the upgrade."""
     platform: Platform = ws.app.state.platform
-    settings: WrennSettings = ws.app.state.wrenn_settings
     try:
         async with platform.db.session() as session:
-            principal = await authenticate_key_or_user(ws, session, platform, settings)
+            principal = await authenticate_key_or_user(ws, session, platform)
             capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
             stream = await capsules.open_stream(
                 principal.require_team(), ids.decode(ids.CAPSULE, id), kind
