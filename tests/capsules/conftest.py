@@ -10,8 +10,9 @@ import pytest
 
 from hangar.server.settings import Settings
 from support import jail_agent
-from support.jail_agent import AgentProcess, serve_on_agent
+from support.jail_agent import serve_on_agent
 from support.live import LiveServer
+from support.processes import AgentProcess
 from support.receiver import Receiver, running_receiver
 from support.wrenn import Account, Wrenn
 

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from capsules.helpers import open_ws, pty_output_until, recv, run, type_keys, wait_status
-from support.jail_agent import AgentProcess
 from support.live import LiveServer
+from support.processes import AgentProcess
 from support.wrenn import Account, Wrenn, error_of
 
 Capsule = dict[str, Any]

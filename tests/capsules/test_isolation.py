@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from capsules.helpers import run
-from support.jail_agent import AgentProcess
+from support.processes import AgentProcess
 from support.wrenn import Account
 
 Capsule = dict[str, Any]

@@ -8,6 +8,7 @@ and tests can look at what the runtime was asked to do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from hangar.agent.api import build_agent_app
 from hangar.agent.runtimes.fake import FakeRuntime
 from hangar.agent.service import Agent
 from hangar.agent.templates_dir import DirTemplates
+from hangar.core.capsules.models import Capsule, SnapshotStatus, Template
+from hangar.core.capsules.provisioner import Provisioner
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.capsules.snapshots import SnapshotService
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
-from hangar.core.fleet.gateway import Fleet
+from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.hosts.static import connect_static_agents
 from hangar.core.identity.models import Team
 from support.live import fresh_postgres_database
@@ -124,3 +127,40 @@ async def core(
     async with core_db.session() as session:
         capsules = CapsuleService(session, fleet, settings)
         yield Services(session, capsules, SnapshotService(session, fleet, capsules))
+
+
+async def provision(provisioner: Provisioner) -> None:
+    """One provisioner pass: start what is queued, and wait until those starts are done."""
+    await provisioner.tick()
+    await provisioner.drain()
+
+
+@contextlib.contextmanager
+def host_left_out(fleet: Fleet) -> Iterator[AgentHandle]:
+    """The fleet's only host, out of it for the block: what is created meanwhile is queued."""
+    [handle] = fleet.hosts()
+    fleet.remove(handle.host_id)
+    try:
+        yield handle
+    finally:
+        fleet.add(handle)
+
+
+async def queued_from_missing_snapshot(core: Services, fleet: Fleet, team_id: str) -> Capsule:
+    """A VM queued from a ready snapshot whose files the host does not have: every start fails."""
+    [handle] = fleet.hosts()
+    broken = Template(
+        team_id=team_id,
+        name="broken",
+        host_template=f"snap-missing-{team_id}",
+        host_id=handle.host_id,
+        vcpus=1,
+        memory_mb=256,
+        status=SnapshotStatus.READY,
+    )
+    core.session.add(broken)
+    await core.session.commit()
+    with host_left_out(fleet):
+        vm = await core.capsules.create_from_snapshot(team_id, broken.id, queue=True)
+        await core.session.commit()
+    return vm

@@ -19,7 +19,13 @@ from hangar.core.errors import Conflict, InvalidInput, InvalidState, NotFound
 from hangar.core.events.models import OutboxEvent
 from hangar.core.fleet.gateway import Fleet
 
-from .conftest import FakeHost, Services
+from .conftest import (
+    FakeHost,
+    Services,
+    host_left_out,
+    provision,
+    queued_from_missing_snapshot,
+)
 
 WEB = FirewallPolicy(ingress=(FirewallRule("tcp", 8080, source_cidrs=("2001:db8::1/48",)),))
 
@@ -96,9 +102,7 @@ async def test_queued_vm_is_started_by_the_provisioner(
     settings: CapsuleSettings,
     fake_host: FakeHost,
 ) -> None:
-    [handle] = fleet.hosts()
-    fleet.remove(handle.host_id)
-    try:
+    with host_left_out(fleet) as handle:
         with pytest.raises(Exception, match="host"):
             await core.capsules.create_vm(team_id, machine_type="c1m2")
         vm = await core.capsules.create_vm(team_id, machine_type="c1m2", name="q", queue=True)
@@ -115,16 +119,12 @@ async def test_queued_vm_is_started_by_the_provisioner(
         await core.session.commit()
         assert dropped.status == CapsuleStatus.STOPPED
         provisioner = Provisioner(core_db, fleet, settings)
-        await provisioner.tick()
-        await provisioner.drain()
+        await provision(provisioner)
         await core.session.refresh(vm)
         assert vm.status == CapsuleStatus.PENDING
         assert vm.status_reason
         assert vm.status_reason.startswith("waiting for a host")
-    finally:
-        fleet.add(handle)
-    await provisioner.tick()
-    await provisioner.drain()
+    await provision(provisioner)
     await core.session.refresh(vm)
     assert vm.status == CapsuleStatus.RUNNING, vm.status_reason
     assert (vm.host_id, vm.name) == (handle.host_id, "queued")
@@ -141,36 +141,16 @@ async def test_queued_vm_is_started_by_the_provisioner(
 async def test_provisioner_gives_up_after_repeated_failures(
     core: Services, core_db: Database, fleet: Fleet, team_id: str, settings: CapsuleSettings
 ) -> None:
-    [handle] = fleet.hosts()
-    # A snapshot whose files the host does not have: every start fails.
-    broken = Template(
-        team_id=team_id,
-        name="broken",
-        host_template=f"snap-missing-{team_id}",
-        host_id=handle.host_id,
-        vcpus=1,
-        memory_mb=256,
-        status=SnapshotStatus.READY,
-    )
-    core.session.add(broken)
-    await core.session.commit()
-    fleet.remove(handle.host_id)
-    try:
-        vm = await core.capsules.create_from_snapshot(team_id, broken.id, queue=True)
-        await core.session.commit()
-    finally:
-        fleet.add(handle)
+    vm = await queued_from_missing_snapshot(core, fleet, team_id)
     assert vm.status == CapsuleStatus.PENDING
     settings.provision_max_attempts = 2
     provisioner = Provisioner(core_db, fleet, settings)
-    await provisioner.tick()
-    await provisioner.drain()
+    await provision(provisioner)
     await core.session.refresh(vm)
     assert vm.status == CapsuleStatus.PENDING
     assert vm.status_reason
     assert "retrying" in vm.status_reason
-    await provisioner.tick()
-    await provisioner.drain()
+    await provision(provisioner)
     await core.session.refresh(vm)
     assert vm.status == CapsuleStatus.ERROR
     assert vm.status_reason

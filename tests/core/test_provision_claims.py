@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from hangar.agent.runtimes.base import SandboxInfo, SandboxSpec
 from hangar.agentproto.models import CreateSandbox, Sandbox
 from hangar.core.capsules.launch import sandbox_request
-from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
+from hangar.core.capsules.models import Capsule, CapsuleStatus
 from hangar.core.capsules.provisioner import Provisioner
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
@@ -22,7 +22,13 @@ from hangar.core.events.models import OutboxEvent
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.hosts.static import connect_static_agents
 
-from .conftest import FakeHost, Services
+from .conftest import (
+    FakeHost,
+    Services,
+    host_left_out,
+    provision,
+    queued_from_missing_snapshot,
+)
 
 
 @pytest.fixture
@@ -51,16 +57,12 @@ async def second_fleet(core_db: Database, fake_host: FakeHost) -> AsyncIterator[
 
 async def _queue(core: Services, fleet: Fleet, team_id: str, n: int) -> list[str]:
     """`n` pending VMs (queued while the host is out of this fleet)."""
-    [handle] = fleet.hosts()
-    fleet.remove(handle.host_id)
-    try:
+    with host_left_out(fleet):
         vms = [
             await core.capsules.create_vm(team_id, machine_type="c1m2", queue=True)
             for _ in range(n)
         ]
         await core.session.commit()
-    finally:
-        fleet.add(handle)
     assert {vm.status for vm in vms} == {CapsuleStatus.PENDING}
     return [vm.id for vm in vms]
 
@@ -119,30 +121,13 @@ async def test_failed_starts_are_counted_in_the_row_across_replicas(
     settings: CapsuleSettings,
 ) -> None:
     [handle] = fleet.hosts()
-    broken = Template(  # a snapshot whose files the host does not have: every start fails
-        team_id=team_id,
-        name="broken",
-        host_template=f"snap-missing-{team_id}",
-        host_id=handle.host_id,
-        vcpus=1,
-        memory_mb=256,
-        status=SnapshotStatus.READY,
-    )
-    core.session.add(broken)
-    await core.session.commit()
-    fleet.remove(handle.host_id)
-    try:
-        vm = await core.capsules.create_from_snapshot(team_id, broken.id, queue=True)
-        await core.session.commit()
-    finally:
-        fleet.add(handle)
+    vm = await queued_from_missing_snapshot(core, fleet, team_id)
     settings.provision_max_attempts = 3
     seen = []
     # Each attempt is made by a new provisioner (a restart, or another replica).
     for fleet_ in (fleet, second_fleet, fleet):
         provisioner = Provisioner(core_db, fleet_, settings)
-        await provisioner.tick()
-        await provisioner.drain()
+        await provision(provisioner)
         row = (await _rows(core, [vm.id]))[vm.id]
         seen.append((row.status, row.start_attempts, row.host_id))
     assert seen == [
@@ -184,8 +169,7 @@ async def test_claims_left_by_a_crashed_replica_are_recovered(
     assert creates[started] == 1
 
     provisioner = Provisioner(core_db, fleet, settings, claim_timeout=timedelta(minutes=5))
-    await provisioner.tick()
-    await provisioner.drain()
+    await provision(provisioner)
     rows = await _rows(core, [started, lost, fresh])
     assert rows[started].status == CapsuleStatus.RUNNING
     assert rows[started].ipv6  # what the host reported
@@ -193,8 +177,7 @@ async def test_claims_left_by_a_crashed_replica_are_recovered(
     assert rows[fresh].status == CapsuleStatus.STARTING  # not stale: its replica may be at it
     assert (creates[started], creates[lost]) == (1, 0)
 
-    await provisioner.tick()  # the requeued one is started like any queued capsule
-    await provisioner.drain()
+    await provision(provisioner)  # the requeued one is started like any queued capsule
     rows = await _rows(core, [lost])
     assert rows[lost].status == CapsuleStatus.RUNNING
     assert (creates[started], creates[lost]) == (1, 1)

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hangar.agent.runtimes.base import Firewall, PortRule
+from hangar.agentproto.models import FirewallPolicy as WirePolicy
+from hangar.agentproto.models import Sandbox
 from hangar.core.capsules.firewall import (
     DEFAULT_POLICY,
     FirewallPolicy,
     FirewallRule,
     from_json,
     to_json,
+    validated,
 )
-from hangar.core.capsules.models import CapsuleStatus
+from hangar.core.capsules.models import Capsule, CapsuleStatus
+from hangar.core.capsules.provisioner import Provisioner
+from hangar.core.capsules.service import CapsuleService
+from hangar.core.config import CapsuleSettings
+from hangar.core.db import Database
 from hangar.core.errors import InvalidInput, InvalidState, NotFound
+from hangar.core.fleet.gateway import Fleet
 
-from .conftest import FakeHost, Services
+from .conftest import FakeHost, Services, host_left_out, provision
 
 WEB = FirewallPolicy(ingress=(FirewallRule("tcp", 8080),))
 WEB_RULE = PortRule("tcp", 8080, 8080, ("::/0",))
@@ -110,3 +120,116 @@ async def test_a_destroyed_vm_is_readable_only_when_asked_and_only_by_its_team(
         await core.capsules.get("another-team", vm.id, include_destroyed=True)
     with pytest.raises(NotFound):
         await core.capsules.get(team_id, "", include_destroyed=True)
+
+
+async def test_a_firewall_put_racing_the_provisioners_claim_is_what_the_host_enforces(
+    core: Services,
+    team_id: str,
+    fake_host: FakeHost,
+    core_db: Database,
+    fleet: Fleet,
+    settings: CapsuleSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with host_left_out(fleet):
+        vm = await core.capsules.create_vm(team_id, machine_type="c1m2", queue=True)
+        await core.session.commit()
+    assert vm.status == CapsuleStatus.PENDING
+    real_get = core.capsules.get
+
+    async def read_then_claimed(team: str, capsule_id: str) -> Capsule:
+        # The PUT read the VM as pending; the provisioner claims and starts it meanwhile.
+        capsule = await real_get(team, capsule_id)
+        await provision(Provisioner(core_db, fleet, settings))
+        return capsule
+
+    monkeypatch.setattr(core.capsules, "get", read_then_claimed)
+    await core.capsules.set_firewall(team_id, vm.id, WEB)
+    await core.session.commit()
+    monkeypatch.undo()
+    async with core_db.session() as session:
+        row = await session.get(Capsule, vm.id)
+        assert row is not None
+        assert row.status == CapsuleStatus.RUNNING
+        assert row.firewall == to_json(validated(WEB))
+    assert fake_host.runtime.firewalls[vm.id] == Firewall("restricted", (WEB_RULE,))
+    await core.capsules.destroy(team_id, vm.id)
+    await core.session.commit()
+
+
+async def test_a_firewall_put_on_a_pending_vm_is_what_it_starts_with(
+    core: Services,
+    team_id: str,
+    fake_host: FakeHost,
+    core_db: Database,
+    fleet: Fleet,
+    settings: CapsuleSettings,
+) -> None:
+    with host_left_out(fleet):
+        vm = await core.capsules.create_vm(team_id, machine_type="c1m2", queue=True)
+        await core.session.commit()
+        await core.capsules.set_firewall(team_id, vm.id, WEB)
+        await core.session.commit()
+    await provision(Provisioner(core_db, fleet, settings))
+    assert fake_host.runtime.firewalls[vm.id] == Firewall("restricted", (WEB_RULE,))
+    await core.capsules.destroy(team_id, vm.id)
+    await core.session.commit()
+
+
+async def test_concurrent_firewall_puts_leave_the_row_and_the_host_agreeing(
+    core: Services,
+    team_id: str,
+    fake_host: FakeHost,
+    core_db: Database,
+    fleet: Fleet,
+    settings: CapsuleSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vm = await core.capsules.create_vm(team_id, machine_type="c1m2")
+    await core.session.commit()
+    first = FirewallPolicy("open")
+    first_applied, second_done = asyncio.Event(), asyncio.Event()
+    [handle] = fleet.hosts()
+    real_set = handle.client.set_firewall
+
+    async def set_slowly(sandbox_id: str, policy: WirePolicy) -> Sandbox:
+        applied = await real_set(sandbox_id, policy)
+        if policy.mode == "open" and not first_applied.is_set():
+            # The first PUT reached the host; the second reaches it and commits before the
+            # first commits.
+            first_applied.set()
+            await asyncio.wait_for(second_done.wait(), 60)
+        return applied
+
+    monkeypatch.setattr(handle.client, "set_firewall", set_slowly)
+
+    async def put(policy: FirewallPolicy) -> None:
+        async with core_db.session() as session:
+            await CapsuleService(session, fleet, settings).set_firewall(team_id, vm.id, policy)
+            await session.commit()
+
+    first_put = asyncio.create_task(put(first))
+    await asyncio.wait_for(first_applied.wait(), 60)
+    await put(WEB)
+    second_done.set()
+    await asyncio.wait_for(first_put, 60)
+    async with core_db.session() as session:
+        row = await session.get(Capsule, vm.id)
+        assert row is not None
+        assert row.firewall is not None
+        stored = from_json(row.firewall)
+    enforced = fake_host.runtime.firewalls[vm.id]
+    assert enforced.mode == stored.mode
+    assert stored == first  # the last to commit, and so the last to reach the host
+    assert enforced == Firewall("open")
+    await core.capsules.destroy(team_id, vm.id)
+    await core.session.commit()
+
+
+async def test_a_scoped_source_is_refused_by_the_core_before_any_vm_is_queued(
+    core: Services, team_id: str, fleet: Fleet
+) -> None:
+    scoped = FirewallPolicy(ingress=(FirewallRule("tcp", 22, source_cidrs=("fe80::1%eth0/128",)),))
+    with host_left_out(fleet), pytest.raises(InvalidInput):
+        await core.capsules.create_vm(team_id, machine_type="c1m2", firewall=scoped, queue=True)
+    await core.session.rollback()

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +33,7 @@ from hangar.core.events.outbox import record
 from hangar.core.security.jwt import generate_key
 from hangar.faces.wrenn import ids
 from support.live import LiveServer, free_port, fresh_postgres_database, hangar_command, wait_http
+from support.processes import clean_env, stop_process
 from support.wrenn import Account, Wrenn, bearer, error_of
 
 NATS_URL = os.environ.get("HANGAR_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -309,19 +309,12 @@ class Served:
         return f"{self.url}/wrenn"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def serve_env(**settings: str) -> dict[str, str]:
     """The caller's environment without any HANGAR_* setting, plus the given ones."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HANGAR_")}
-    env.update({"HANGAR_AGENT_RUNTIME": "fake", "HANGAR_LOG_LEVEL": "warning"})
+    env = clean_env(HANGAR_AGENT_RUNTIME="fake", HANGAR_LOG_LEVEL="warning")
     env.update({f"HANGAR_{k.upper()}": v for k, v in settings.items()})
     return env
 

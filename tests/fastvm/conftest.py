@@ -7,15 +7,19 @@ since the FastVM spec has no signup; every FastVM call then uses that key or the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
+from hangar.server.settings import Settings
 from support import jail_agent
-from support.jail_agent import AgentProcess, serve_on_agent
-from support.live import LiveServer
+from support.jail_agent import serve_on_agent
+from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from support.processes import AgentProcess
 from support.wrenn import Account, Wrenn
 
 agent = jail_agent.agent  # the jail agent fixture the capsule tests use, one per backend
@@ -28,8 +32,38 @@ def fastvm_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp(f"hangar-fastvm-{backend}")
-    with serve_on_agent(backend, data_dir, agent) as live:
+    with serve_on_agent(backend, data_dir, agent, known_capacity) as live:
         yield live
+
+
+# Room for this many c8m16 VMs at most (fewer on a smaller machine), whatever the machine:
+# tests that fill the host know when it is full.
+CAPACITY_C8M16 = 4
+
+
+def known_capacity(settings: Settings) -> None:
+    """Hold back all but CAPACITY_C8M16 c8m16 VMs' worth of the agent's host (this machine)."""
+    hosts = settings.hosts
+    cpus = (os.cpu_count() or 1) * hosts.cpu_overcommit
+    memory_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 1024**2
+    memory = memory_mb * hosts.memory_overcommit
+    hosts.reserve_vcpus = max(0.0, cpus - 8 * CAPACITY_C8M16)
+    hosts.reserve_memory_mb = max(hosts.reserve_memory_mb, int(memory) - 16384 * CAPACITY_C8M16)
+
+
+@pytest.fixture
+def bare_server(backend: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """A live Hangar of its own (its host rows are the test's), with no agent configured."""
+
+    def serve(url: str | None) -> Iterator[LiveServer]:
+        with run_in_thread(backend, make_settings(tmp_path, url, None)) as live:
+            yield live
+
+    if backend == "postgres":
+        with fresh_postgres_database() as url:
+            yield from serve(url)
+    else:
+        yield from serve(None)
 
 
 @dataclass(frozen=True)

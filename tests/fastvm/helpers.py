@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 
 from fastvm.conftest import Org
+from hangar.core.hosts.models import Host
+from support.hosts import db
+from support.live import LiveServer
 
 
 def error_of(resp: httpx.Response) -> str:
@@ -66,3 +69,13 @@ def run(fvm: httpx.Client, o: Org, vm_id: str, *command: str, timeout: int = 60)
 def sh(fvm: httpx.Client, o: Org, vm_id: str, script: str, timeout: int = 60) -> dict[str, Any]:
     """Run a shell script in the VM."""
     return run(fvm, o, vm_id, "/bin/sh", "-c", script, timeout=timeout)
+
+
+def add_host(server: LiveServer, host_type: str, status: str) -> str:
+    """A host row (no agent behind it); its id."""
+    with db(server) as s:
+        host = Host(type=host_type, team_id=None, status=status, draining=False)
+        s.add(host)
+        s.flush()
+        host_id: str = host.id
+    return host_id

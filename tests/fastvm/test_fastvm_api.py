@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from fastvm.conftest import Org
+from fastvm.conftest import CAPACITY_C8M16, Org
 from fastvm.helpers import create_vm, error_of, run, sh, wait_running
 from support.live import LiveServer
 
@@ -203,7 +203,8 @@ def test_a_vm_without_capacity_is_queued_then_runs(fvm: httpx.Client, org: Org) 
     """202 `provisioning` when no host has room; it starts once room is made."""
     running: list[str] = []
     queued: dict[str, object] | None = None
-    for _ in range(6):  # the host's capacity is finite: big machines run out of it
+    # The server leaves room for at most CAPACITY_C8M16 of them (fewer on a small machine).
+    for _ in range(CAPACITY_C8M16 + 1):
         resp = fvm.post("/v1/vms", json={"machineType": "c8m16"}, headers=org.headers)
         assert resp.status_code in (201, 202), resp.text
         if resp.status_code == 202:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 
 from fastvm.conftest import Org
 from fastvm.helpers import create_vm, error_of, sh
-from support.live import LiveServer, run_cli
+from support.live import LiveServer
+from support.processes import server_cli
 
 GIB = 1024**3
 
@@ -52,13 +51,10 @@ def test_a_c1m2_vm_cannot_hold_3_gib(fvm: httpx.Client, org: Org) -> None:
 
 def set_quota(server: LiveServer, team_id: str, **limits: int) -> None:
     """Give a team its own limits, as an admin does: `hangar admin set-quota`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HANGAR_")}
-    if server.settings.database_url:
-        env["HANGAR_DATABASE_URL"] = server.settings.database_url
-    args = ["admin", "set-quota", "--team", team_id, "--data-dir", str(server.data_dir)]
+    args = ["admin", "set-quota", "--team", team_id]
     for name, value in limits.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
-    result = run_cli(*args, env=env)
+    result = server_cli(server, *args)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -90,3 +86,18 @@ def test_quotas_refuse_what_exceeds_them(
     assert fvm.delete(f"/v1/vms/{vm['id']}", headers=org.headers).status_code == 200
     again = fvm.post("/v1/vms", json={"machineType": "c2m4"}, headers=org.headers)
     assert again.status_code in (201, 202), again.text
+
+
+def test_the_memory_quota_alone_refuses(
+    fvm: httpx.Client, org: Org, fastvm_server: LiveServer
+) -> None:
+    set_quota(fastvm_server, org.id, vcpu=64, memory_mib=3000)
+    too_much = fvm.post("/v1/vms", json={"machineType": "c2m4"}, headers=org.headers)
+    assert too_much.status_code == 403, too_much.text
+    assert "memory" in error_of(too_much)
+    assert "vCPU" not in error_of(too_much)
+    vm = create_vm(fvm, org, machineType="c1m2")  # 2048 MiB: within it
+    second = fvm.post("/v1/vms", json={"machineType": "c1m2"}, headers=org.headers)
+    assert second.status_code == 403, second.text  # 4096 MiB in all
+    assert "memory" in error_of(second)
+    assert [v["id"] for v in fvm.get("/v1/vms", headers=org.headers).json()] == [vm["id"]]

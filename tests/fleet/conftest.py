@@ -8,90 +8,17 @@ database so placement does not depend on this machine's size.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from fleet.helpers import ONE, TWO, size_hosts
 from hangar.core.platform import Platform
-from hangar.server.app import build_app
-from support.live import (
-    LiveServer,
-    fresh_postgres_database,
-    hangar_command,
-    make_settings,
-)
+from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from support.processes import AgentProcess
 from support.wrenn import Account, Wrenn
-
-
-@dataclass
-class FakeAgent:
-    """A `hangar agent --runtime fake` subprocess."""
-
-    data_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.data_dir / "run" / "agent.sock"
-
-    @property
-    def address(self) -> str:
-        return f"unix:{self.socket}"
-
-    def start(self) -> None:
-        self.socket.unlink(missing_ok=True)
-        log = (self.data_dir / "agent.log").open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HANGAR_")}
-        self.proc = subprocess.Popen(
-            hangar_command("agent", "--data-dir", str(self.data_dir), "--runtime", "fake"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.data_dir / "agent.log").read_text()[-2000:])
-            with contextlib.suppress(httpx.TransportError):
-                if self.direct().get("/v1/info").status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("agent did not start")
-
-    def direct(self) -> httpx.Client:
-        transport = httpx.HTTPTransport(uds=str(self.socket))
-        return httpx.Client(transport=transport, base_url="http://agent", timeout=30)
-
-    def freeze(self) -> None:
-        """SIGSTOP: it stops answering (as a hung or partitioned host), its state intact."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.thaw()
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @dataclass
@@ -100,37 +27,13 @@ class Fleet:
 
     live: LiveServer
     platform: Platform
-    agents: dict[str, FakeAgent]
-
-
-@contextlib.contextmanager
-def _serve(backend: str, settings: object, platform: Platform) -> Iterator[str]:
-    app = build_app(settings, platform)  # type: ignore[arg-type]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_config=None, access_log=False))
-    thread = threading.Thread(
-        target=lambda: server.run(sockets=[sock]), name=f"fleet-{backend}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("control plane did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    agents: dict[str, AgentProcess]
 
 
 @pytest.fixture(scope="session")
 def fleet(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp(f"fleet-{backend}")
-    agents = {name: FakeAgent(root / name) for name in ("one", "two", "three")}
+    agents = {name: AgentProcess(root / name, runtime="fake") for name in ("one", "two", "three")}
     for agent in agents.values():
         agent.data_dir.mkdir()
         agent.start()
@@ -147,8 +50,7 @@ def fleet(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fl
         settings.hosts.reserve_vcpus = 0
         settings.hosts.reserve_memory_mb = 0
         platform = Platform(settings)
-        with _serve(backend, settings, platform) as base:
-            live = LiveServer(backend, base, settings)
+        with run_in_thread(backend, settings, platform) as live:
             size_hosts(live, ONE, TWO)
             yield Fleet(live, platform, agents)
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 from sqlalchemy import select
 
@@ -15,7 +10,8 @@ from hangar.core.hosts.models import Host
 from hangar.core.hosts.static import static_host_id
 from hangar.faces.wrenn import ids
 from support.hosts import db, set_host
-from support.live import LiveServer, run_cli
+from support.live import LiveServer
+from support.processes import server_cli
 from support.wrenn import Account
 
 ONE = static_host_id("one")
@@ -72,21 +68,7 @@ def destroy_all(api: httpx.Client, *accounts: Account) -> None:
             api.delete(f"/v1/capsules/{c['id']}", headers=who.headers)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll until `check()` is truthy (generous: the machine is small and shared)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def hangar_host(server: LiveServer, *args: str) -> None:
     """`hangar host ARGS` against the server's database, as an operator would run it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HANGAR_")}
-    if server.settings.database_url:
-        env["HANGAR_DATABASE_URL"] = server.settings.database_url
-    done = run_cli("host", *args, "--data-dir", str(server.data_dir), env=env)
+    done = server_cli(server, "host", *args)
     assert done.returncode == 0, done.stderr

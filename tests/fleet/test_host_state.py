@@ -16,11 +16,11 @@ from fleet.helpers import (
     hangar_host,
     host_of,
     host_row,
-    wait_for,
     wire_host,
 )
 from hangar.faces.wrenn import ids
 from support.hosts import HostApi, add_capsule, host_events, make_platform_admin, set_host
+from support.processes import wait_until
 from support.wrenn import Account, Wrenn
 
 
@@ -40,7 +40,9 @@ def test_unreachable_agent_capsules_go_missing_and_are_found_again(
         assert len(on_one) == 2
         keep, lose = on_one
         agent.freeze()
-        wait_for("host one unreachable", lambda: host_row(fleet.live, ONE).status == "unreachable")
+        wait_until(
+            "host one unreachable", lambda: host_row(fleet.live, ONE).status == "unreachable"
+        )
         # Same transaction as the host's change: no poll in between.
         for capsule in on_one:
             row = capsule_row(fleet.live, capsule)
@@ -53,8 +55,8 @@ def test_unreachable_agent_capsules_go_missing_and_are_found_again(
         with agent.direct() as direct:
             lost = ids.decode(ids.CAPSULE, lose)
             assert direct.delete(f"/v1/sandboxes/{lost}").status_code == 204
-        wait_for("host one online", lambda: host_row(fleet.live, ONE).status == "online")
-        wait_for("capsule found", lambda: status_of(api, team, keep) == "running")
+        wait_until("host one online", lambda: host_row(fleet.live, ONE).status == "online")
+        wait_until("capsule found", lambda: status_of(api, team, keep) == "running")
         out = api.post(f"/v1/capsules/{keep}/exec", json={"cmd": "echo back"}, headers=team.headers)
         assert out.json()["stdout"] == "back\n"
         assert status_of(api, team, lose) == "missing"
@@ -79,7 +81,7 @@ def test_silent_registered_host_capsules_go_missing(
     hangar_host(fleet.live, "drain", host_id)
     set_host(fleet.live, host_id, last_heartbeat_at=datetime.now(UTC) - timedelta(hours=1))
     core = ids.decode(ids.HOST, host_id)
-    wait_for("host unreachable", lambda: host_row(fleet.live, core).status == "unreachable")
+    wait_until("host unreachable", lambda: host_row(fleet.live, core).status == "unreachable")
     row = capsule_row(fleet.live, capsule)
     assert row.status == "missing"
     assert "no heartbeat" in (row.status_reason or "")

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,35 +22,18 @@ import hangar
 from hangar.core.db import Database
 from hangar.core.identity.models import User
 from support.fake_github import CLIENT_ID, CLIENT_SECRET, FakeGitHub, GitHubUser
-from support.live import free_port, fresh_postgres_database, hangar_command, run_cli, wait_http
+from support.live import (
+    database_url_of,
+    free_port,
+    fresh_postgres_database,
+    hangar_command,
+    run_cli,
+    wait_http,
+)
+from support.processes import cli_env, stop_process
 from support.wrenn import PASSWORD, Wrenn, bearer, error_of, unique_email
 
 FRONTEND = "http://app.hangar.test"
-
-
-def clean_env(data_dir: Path, database_url: str | None, **extra: str) -> dict[str, str]:
-    """The caller's environment without any HANGAR_* setting, plus the given ones."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HANGAR_")}
-    # The control plane starts a local host agent; the fake runtime keeps these tests hermetic.
-    env["HANGAR_AGENT_RUNTIME"] = "fake"
-    if database_url:
-        env["HANGAR_DATABASE_URL"] = database_url
-    env.update(extra)
-    return env
-
-
-def database_url_of(data_dir: Path, database_url: str | None) -> str:
-    return database_url or f"sqlite+aiosqlite:///{data_dir / 'hangar.db'}"
-
-
-@pytest.fixture
-def fresh_db(backend: str) -> Iterator[str | None]:
-    """None on SQLite (the data directory's file), else a new PostgreSQL database."""
-    if backend == "sqlite":
-        yield None
-    else:
-        with fresh_postgres_database() as url:
-            yield url
 
 
 @dataclass
@@ -70,13 +52,7 @@ class Served:
         return [json.loads(line) for line in self.log_lines() if line.startswith("{")]
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                return self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         return self.proc.returncode
 
 
@@ -124,7 +100,7 @@ def test_help_lists_the_commands() -> None:
 
 
 def test_db_upgrade_migrates_and_is_idempotent(tmp_path: Path, fresh_db: str | None) -> None:
-    env = clean_env(tmp_path, fresh_db)
+    env = cli_env(fresh_db)
     for _ in range(2):
         result = run_cli("db", "upgrade", "--data-dir", str(tmp_path), env=env)
         assert result.returncode == 0, result.stderr
@@ -153,7 +129,7 @@ def test_db_upgrade_migrates_and_is_idempotent(tmp_path: Path, fresh_db: str | N
 
 
 def test_admin_create_user_then_login(tmp_path: Path, fresh_db: str | None) -> None:
-    env = clean_env(tmp_path, fresh_db)
+    env = cli_env(fresh_db)
     email = unique_email("admin")
     created = run_cli(
         "admin",
@@ -264,7 +240,7 @@ def served(
         url = None
         if backend == "postgres":
             url = stack.enter_context(fresh_postgres_database())
-        env = clean_env(data_dir, url, **oauth)
+        env = cli_env(url, **oauth)
         server = stack.enter_context(hangar_serve(data_dir, env))
         yield server
         # uvicorn re-raises the SIGINT it handled once shut down: 130 is a clean Ctrl-C exit.

@@ -4,40 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from hangar.core.db import Database
 from hangar.core.identity.models import Membership, User
-from support.live import fresh_postgres_database, run_cli
+from support.live import database_url_of, run_cli
+from support.processes import cli_env
 from support.wrenn import PASSWORD, unique_email
-
-
-@pytest.fixture
-def fresh_db(backend: str) -> Iterator[str | None]:
-    if backend == "sqlite":
-        yield None
-    else:
-        with fresh_postgres_database() as url:
-            yield url
-
-
-def _env(database_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HANGAR_")}
-    env["HANGAR_AGENT_RUNTIME"] = "fake"
-    if database_url:
-        env["HANGAR_DATABASE_URL"] = database_url
-    env.update(extra)
-    return env
 
 
 def _team_of(data_dir: Path, database_url: str | None, email: str) -> str:
     async def find() -> str:
-        db = Database(database_url or f"sqlite+aiosqlite:///{data_dir / 'hangar.db'}")
+        db = Database(database_url_of(data_dir, database_url))
         try:
             async with db.session() as session:
                 team_id = await session.scalar(
@@ -52,7 +32,7 @@ def _team_of(data_dir: Path, database_url: str | None, email: str) -> str:
 
 
 def test_admin_sets_and_shows_team_quotas(tmp_path: Path, fresh_db: str | None) -> None:
-    env = _env(fresh_db, HANGAR_QUOTAS__VCPU="12")
+    env = cli_env(fresh_db, HANGAR_QUOTAS__VCPU="12")
     email = unique_email("quota")
     made = run_cli(
         "admin", "create-user", "--email", email, "--password", PASSWORD,

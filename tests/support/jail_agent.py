@@ -10,85 +10,23 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from hangar.server.settings import Settings
-from support.live import (
-    LiveServer,
-    fresh_postgres_database,
-    hangar_command,
-    make_settings,
-    run_in_thread,
-)
+from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from support.processes import AgentProcess
 
 
 def jail_unavailable() -> str | None:
-    """Why the jail runtime cannot run here, or None when it can."""
+    """Why the jail runtime (and agents with it) cannot run here, or None when it can."""
     if os.geteuid() != 0:
         return "the jail runtime tests run as root (cgroups, mounts)"
     if shutil.which("bwrap") is None:
         return "bubblewrap is not installed (scripts/test installs it)"
     return None
-
-
-@dataclass
-class AgentProcess:
-    """A `hangar agent` subprocess and how to reach it."""
-
-    data_dir: Path
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def socket(self) -> Path:
-        return self.data_dir / "run" / "agent.sock"
-
-    @property
-    def address(self) -> str:
-        return f"unix:{self.socket}"
-
-    def start(self) -> None:
-        self.socket.unlink(missing_ok=True)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                hangar_command("agent", "--data-dir", str(self.data_dir)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "HANGAR_AGENT_RUNTIME": "jail"},
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited: {self.log.read_text()[-2000:]}")
-            if self.socket.exists():
-                transport = httpx.HTTPTransport(uds=str(self.socket))
-                try:
-                    with httpx.Client(transport=transport, base_url="http://agent") as c:
-                        if c.get("/v1/info").status_code == 200:
-                            return
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError("agent did not start")
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: sandboxes must survive it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def destroy_all(self) -> None:
-        transport = httpx.HTTPTransport(uds=str(self.socket))
-        with httpx.Client(transport=transport, base_url="http://agent", timeout=60) as c:
-            for sandbox in c.get("/v1/sandboxes").json():
-                c.delete(f"/v1/sandboxes/{sandbox['sandbox_id']}")
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +36,7 @@ def agent(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ag
     if reason:
         pytest.skip(reason)
     data_dir = tmp_path_factory.mktemp(f"agent-{backend}")
-    process = AgentProcess(data_dir, data_dir / "agent.log")
+    process = AgentProcess(data_dir, runtime="jail")
     process.start()
     try:
         yield process

@@ -20,6 +20,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from hangar.core.config import GitHubOAuthSettings
+from hangar.core.platform import Platform
 from hangar.faces.wrenn.settings import WrennSettings
 from hangar.server.app import build_app
 from hangar.server.settings import Settings
@@ -67,6 +68,11 @@ def _reachable_admin_url(url: str) -> str:
         f"PostgreSQL is not reachable at {url} (set HANGAR_TEST_POSTGRES_URL, or test only "
         f"SQLite with HANGAR_TEST_BACKENDS=sqlite or -m 'not postgres'): {error}"
     ) from error
+
+
+def database_url_of(data_dir: Path, database_url: str | None) -> str:
+    """The database a Hangar with `data_dir` uses: `database_url`, else its SQLite file."""
+    return database_url or f"sqlite+aiosqlite:///{data_dir / 'hangar.db'}"
 
 
 def free_port() -> int:
@@ -124,11 +130,14 @@ def make_settings(data_dir: Path, database_url: str | None, github_url: str | No
 
 
 @contextlib.contextmanager
-def run_in_thread(backend: str, settings: Settings) -> Iterator[LiveServer]:
-    """Serve `build_app(settings)` with a real uvicorn on a free port until the block ends."""
+def run_in_thread(
+    backend: str, settings: Settings, platform: Platform | None = None
+) -> Iterator[LiveServer]:
+    """Serve `build_app(settings, platform)` with a real uvicorn on a free port until the
+    block ends (`platform`: one the test keeps, to look into its fleet)."""
     # As `hangar serve` does; test settings log warnings and errors only.
     configure_logging(settings.log_level, settings.log_format)
-    app = build_app(settings)
+    app = build_app(settings, platform)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

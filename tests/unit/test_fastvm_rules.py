@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hangar.agent.network import to_firewall
+from hangar.agent.runtimes import firewall as agent_fw
 from hangar.core.capsules import firewall as fw
 from hangar.core.capsules.firewall import FirewallPolicy, FirewallRule
 from hangar.core.capsules.machine_types import BASE_DISK_GB, MACHINE_TYPES, machine_type
@@ -86,11 +88,27 @@ def test_patch_replaces_only_the_fields_given(
         FirewallPolicy(ingress=(FirewallRule("tcp", 80, description="x" * 257),)),
         FirewallPolicy(ingress=(FirewallRule("tcp", 80, description="line\nbreak"),)),
         FirewallPolicy(ingress=tuple(FirewallRule("tcp", p) for p in range(1, 66))),
+        # Scoped addresses name a host interface: the agent refuses them, so must the core.
+        FirewallPolicy(ingress=(FirewallRule("tcp", 80, source_cidrs=("fe80::1%eth0/128",)),)),
+        FirewallPolicy(ingress=(FirewallRule("tcp", 80, source_cidrs=("fe80::1%1",)),)),
+        FirewallPolicy(ingress=(FirewallRule("tcp", 80, source_cidrs=(" " * 60 + "::1/128",)),)),
     ],
 )
 def test_invalid_policies_are_refused(policy: FirewallPolicy) -> None:
     with pytest.raises(InvalidInput):
         fw.validated(policy)
+
+
+@given(policies)
+def test_what_the_core_accepts_the_agent_accepts(policy: FirewallPolicy) -> None:
+    # A queued VM's policy is checked by the core at once and by the agent only when it starts.
+    to_firewall(fw.to_wire(fw.validated(policy)))
+
+
+def test_core_firewall_limits_are_within_the_agents() -> None:
+    assert fw.MAX_RULES <= agent_fw.MAX_RULES
+    assert fw.MAX_CIDRS_PER_RULE <= agent_fw.MAX_SOURCES
+    assert fw.MAX_CIDR_CHARS <= agent_fw.MAX_CIDR_CHARS
 
 
 def test_cidrs_are_normalised_and_host_bits_allowed() -> None:

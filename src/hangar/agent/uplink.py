@@ -30,7 +30,7 @@ from hangar.agent.settings import AgentSettings
 from hangar.agentproto import VERSION
 from hangar.agentproto.client import PROTOCOL_HEADER
 from hangar.agentproto.models import AgentInfo
-from hangar.agentproto.tunnel import Channel, Frame, TunnelSession
+from hangar.agentproto.tunnel import MAX_FRAME, Channel, Frame, TunnelSession
 from hangar.agentproto.tunnel_asgi import ASGIApp, serve_with
 
 log = structlog.get_logger("hangar.agent.uplink")
@@ -238,7 +238,8 @@ class Uplink:
         async with connect(
             url,
             additional_headers=headers,
-            max_size=None,
+            # Bounded before the control plane has proved itself: no frame of ours is larger.
+            max_size=MAX_FRAME,
             open_timeout=30,
             ping_interval=20,
             compression=None,

@@ -9,6 +9,10 @@ body data or stream messages unacknowledged; the receiver grants more (`CREDIT`)
 consumer takes data off the channel. The connection's reader never waits on a consumer, so a
 slow channel neither stalls the others nor makes the receiving side buffer without bound.
 
+A peer that breaks the protocol (data beyond its window, a second response head, frames after
+a channel's end or for channels never opened) loses the whole session: the other end may be a
+tenant's machine, and nothing it sends may make this side hold more than a few windows.
+
 This module knows no web framework: the session is given `send`/`receive` callables.
 """
 
@@ -17,223 +21,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import struct
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import IntEnum
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
 
+from hangar.agentproto.tunnel_channel import Channel
+from hangar.agentproto.tunnel_frames import (
+    CONTROL_CHANNEL,
+    COUNTED,
+    DEFAULT_WINDOW,
+    GONE_REMEMBERED,
+    HEADER,
+    MAX_CHUNK,
+    MAX_FRAME,
+    MAX_INBOX_FRAMES,
+    MAX_TASKS,
+    STRAY_GRACE,
+    ChannelCancelled,
+    Close,
+    Frame,
+    Kind,
+    ProtocolViolation,
+    Receive,
+    Send,
+    TunnelClosed,
+    decode,
+    dumps,
+    encode,
+)
+
 log = structlog.get_logger("hangar.agentproto.tunnel")
-
-HEADER = struct.Struct(">IB")
-DEFAULT_WINDOW = 256 * 1024
-MAX_CHUNK = 64 * 1024  # body data is split into frames no larger than this
-CONTROL_CHANNEL = 0
-
-
-class Kind(IntEnum):
-    """What a frame carries."""
-
-    OPEN_HTTP = 1  # JSON request head; the opener's body follows as DATA..END
-    OPEN_WS = 2  # JSON stream head; answered by RESPONSE (101 accepts)
-    RESPONSE = 3  # JSON response head {status, headers}
-    DATA = 4  # body bytes (counts against the window)
-    END = 5  # no more body in this direction
-    TEXT = 6  # one WebSocket text message (counts against the window)
-    BINARY = 7  # one WebSocket binary message (counts against the window)
-    CLOSE = 8  # JSON {code, reason}: the stream is closed
-    CREDIT = 9  # 4-byte big-endian grant of more window
-    CANCEL = 10  # abandon the channel (either side); payload is a reason
-    PING = 11  # channel 0 keepalive; answered by PONG with the same payload
-    PONG = 12
-    HELLO = 13  # channel 0, JSON: the control plane's proof of identity, sent first
-
-
-COUNTED = frozenset({Kind.DATA, Kind.TEXT, Kind.BINARY})
-
-Send = Callable[[bytes], Awaitable[None]]
-Receive = Callable[[], Awaitable[bytes | None]]  # None: the connection is gone
-Close = Callable[[], Awaitable[None]]
-
-
-class TunnelClosed(ConnectionError):
-    """The uplink connection is gone; every channel on it fails."""
-
-
-class ChannelCancelled(ConnectionError):
-    """The peer abandoned the channel."""
-
-
-def encode(channel: int, kind: Kind, payload: bytes = b"") -> bytes:
-    """One frame."""
-    return HEADER.pack(channel, kind) + payload
-
-
-def decode(frame: bytes) -> tuple[int, Kind, bytes]:
-    """Channel, kind and payload of one frame; ValueError when malformed."""
-    if len(frame) < HEADER.size:
-        raise ValueError("short frame")
-    channel, kind = HEADER.unpack_from(frame)
-    return channel, Kind(kind), frame[HEADER.size :]
-
-
-def dumps(value: Any) -> bytes:
-    """A JSON payload."""
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One received frame of a channel."""
-
-    kind: Kind
-    payload: bytes
-
-    def json(self) -> Any:
-        """The payload as JSON."""
-        return json.loads(self.payload or b"null")
-
-
-class Channel:
-    """One request or stream on the tunnel, as seen from one side."""
-
-    def __init__(self, session: TunnelSession, channel_id: int, window: int) -> None:
-        self.session = session
-        self.id = channel_id
-        self.window = window
-        self._credit = window
-        self._credit_changed = asyncio.Event()
-        self._inbox: asyncio.Queue[Frame | None] = asyncio.Queue()
-        self.buffered = 0  # received, counted bytes not yet taken by the consumer
-        self._unacked = 0  # taken bytes not yet granted back to the sender
-        self.remote_cancelled = False
-        self.remote_done = False  # END, CLOSE or CANCEL received
-        self.local_done = False  # END, CLOSE or CANCEL sent
-        self.released = False
-        self._cancel_sent = False
-
-    # receiving -----------------------------------------------------------------------------
-
-    def _deliver(self, frame: Frame) -> None:
-        """Called by the session's reader; never blocks."""
-        if frame.kind == Kind.CREDIT:
-            (grant,) = struct.unpack(">I", frame.payload[:4])
-            self._credit += grant
-            self._credit_changed.set()
-            return
-        if frame.kind in COUNTED:
-            # A sender only sends with window open, so more than a window already waiting
-            # means a peer ignoring flow control: refuse it rather than buffer without bound.
-            if self.buffered > self.window:
-                log.warning("tunnel.window_exceeded", channel=self.id)
-                self._inbox.put_nowait(Frame(Kind.CANCEL, b"window exceeded"))
-                self.remote_cancelled = self.remote_done = True
-                self._credit_changed.set()
-                self.cancel("window exceeded")
-                return
-            self.buffered += len(frame.payload)
-        elif frame.kind in (Kind.END, Kind.CLOSE, Kind.CANCEL):
-            self.remote_done = True
-            if frame.kind == Kind.CANCEL:
-                self.remote_cancelled = True
-                self._credit_changed.set()  # wake a sender blocked on credit
-        self._inbox.put_nowait(frame)
-
-    def _fail(self) -> None:
-        self._inbox.put_nowait(None)
-        self._credit_changed.set()
-
-    async def receive(self, timeout: float | None = None) -> Frame:
-        """The next frame; TunnelClosed when the connection is gone, TimeoutError on `timeout`."""
-        if timeout is None:
-            frame = await self._inbox.get()
-        else:
-            async with asyncio.timeout(timeout):
-                frame = await self._inbox.get()
-        if frame is None:
-            self._inbox.put_nowait(None)  # later calls fail the same way
-            raise TunnelClosed("the agent's uplink is gone")
-        if frame.kind in COUNTED:
-            size = len(frame.payload)
-            self.buffered -= size
-            self._unacked += size
-            # Grant in batches, and only to a peer still sending.
-            if self._unacked >= self.window // 4 and not self.remote_done:
-                grant, self._unacked = self._unacked, 0
-                with contextlib.suppress(TunnelClosed):
-                    await self.session.send_frame(
-                        encode(self.id, Kind.CREDIT, struct.pack(">I", grant))
-                    )
-        return frame
-
-    # sending -------------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self.session.closed:
-            raise TunnelClosed("the agent's uplink is gone")
-        if self.remote_cancelled:
-            raise ChannelCancelled("the peer abandoned the channel")
-
-    async def _wait_credit(self, need: int) -> None:
-        """Wait until at least `need` bytes (at least one) of window are open."""
-        while True:
-            self._check_open()
-            if self._credit >= max(need, 1):
-                return
-            self._credit_changed.clear()
-            await self._credit_changed.wait()
-
-    async def send_head(self, kind: Kind, head: dict[str, Any]) -> None:
-        """An OPEN_*, RESPONSE or CLOSE frame."""
-        self._check_open()
-        if kind == Kind.CLOSE:
-            self.local_done = True
-        await self.session.send_frame(encode(self.id, kind, dumps(head)))
-
-    async def send_data(self, data: bytes) -> None:
-        """Body bytes, in pieces no larger than the open window, waiting for credit as needed."""
-        view = memoryview(data)
-        while view:
-            await self._wait_credit(1)
-            n = min(len(view), MAX_CHUNK, self._credit)
-            self._credit -= n
-            await self.session.send_frame(encode(self.id, Kind.DATA, bytes(view[:n])))
-            view = view[n:]
-
-    async def send_message(self, data: str | bytes) -> None:
-        """One stream message, never split: it waits for half a window (or its size) open."""
-        payload = data.encode() if isinstance(data, str) else data
-        # Half, not all: unacknowledged bytes under the grant batch never come back by
-        # themselves, so waiting for the whole window could wait forever.
-        await self._wait_credit(min(len(payload), self.window // 2))
-        self._credit -= len(payload)
-        kind = Kind.TEXT if isinstance(data, str) else Kind.BINARY
-        await self.session.send_frame(encode(self.id, kind, payload))
-
-    async def send_end(self) -> None:
-        """No more body from this side."""
-        self._check_open()
-        self.local_done = True
-        await self.session.send_frame(encode(self.id, Kind.END))
-
-    def cancel(self, reason: str = "") -> None:
-        """Abandon the channel: the peer stops sending and its handler is told."""
-        if self._cancel_sent or self.session.closed or self.released:
-            return
-        self._cancel_sent = self.local_done = True
-        self.session.post(encode(self.id, Kind.CANCEL, reason.encode()[:200]))
-
-    def release(self) -> None:
-        """Forget the channel; a peer still sending is told to stop."""
-        if self.released:
-            return
-        if not self.remote_done:
-            self.cancel("released")
-        self.released = True
-        self.session._channels.pop(self.id, None)
 
 
 OpenHandler = Callable[[Channel, Frame], Awaitable[None]]
@@ -268,9 +88,17 @@ class TunnelSession:
         self._next_id = 1
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Released channels, still checked so a peer cannot pile frames onto them unseen.
+        self._gone: OrderedDict[int, Channel] = OrderedDict()
+        self._last_opened = 0  # the highest channel id the peer opened (agent side)
+        self._strays = 0
+        self._pong_pending = False
+        self._ping_pending_since: float | None = None
         self._hello: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._last_seen = time.monotonic()
         self.closed = False
+        self.closed_by_violation = False  # the peer broke the protocol (or flooded this side)
+        self._closer: asyncio.Future[None] | None = None
         self.done = asyncio.Event()
 
     # the connection ------------------------------------------------------------------------
@@ -297,7 +125,14 @@ class TunnelSession:
         with contextlib.suppress(TunnelClosed):
             await self.send_frame(frame)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if len(self._tasks) >= MAX_TASKS:
+            coro.close()
+            log.warning("tunnel.overloaded", tasks=len(self._tasks))
+            if not self.closed:
+                self.closed_by_violation = True
+                self._closer = asyncio.ensure_future(self.close())
+            return
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -312,36 +147,78 @@ class TunnelSession:
                     break
                 self._last_seen = time.monotonic()
                 try:
-                    channel_id, kind, payload = decode(raw)
-                except ValueError:
-                    log.warning("tunnel.bad_frame")
+                    if len(raw) > MAX_FRAME:
+                        raise ProtocolViolation("frame too large")
+                    try:
+                        channel_id, kind, payload = decode(raw)
+                    except ValueError as exc:
+                        raise ProtocolViolation("malformed frame") from exc
+                    self._dispatch(channel_id, kind, payload)
+                except ProtocolViolation as exc:
+                    log.warning("tunnel.protocol_violation", reason=str(exc))
+                    self.closed_by_violation = True
                     break
-                await self._dispatch(channel_id, kind, payload)
         except Exception as exc:  # the transport's own error for a lost connection
             log.info("tunnel.connection_lost", error=type(exc).__name__)
         finally:
             pinger.cancel()
             await self.close()
 
-    async def _dispatch(self, channel_id: int, kind: Kind, payload: bytes) -> None:
+    def _dispatch(self, channel_id: int, kind: Kind, payload: bytes) -> None:
         if channel_id == CONTROL_CHANNEL:
-            if kind == Kind.PING:
-                self.post(encode(CONTROL_CHANNEL, Kind.PONG, payload))
+            if kind == Kind.PING and not self._pong_pending:
+                # One PONG at a time: a peer pinging without reading gets no queue of them.
+                self._pong_pending = True
+                self._spawn(self._pong(payload[:64]))
+            elif kind == Kind.PONG:
+                self._ping_pending_since = None
             elif kind == Kind.HELLO and not self._hello.done():
-                with contextlib.suppress(ValueError):
-                    self._hello.set_result(json.loads(payload))
+                try:
+                    hello = json.loads(payload)
+                except ValueError as exc:
+                    raise ProtocolViolation("malformed HELLO") from exc
+                if not isinstance(hello, dict):
+                    raise ProtocolViolation("malformed HELLO")
+                self._hello.set_result(hello)
             return
-        channel = self._channels.get(channel_id)
         if kind in (Kind.OPEN_HTTP, Kind.OPEN_WS):
-            if self._on_open is None or channel is not None:
-                self.post(encode(channel_id, Kind.CANCEL, b"cannot open channels here"))
-                return
+            # Ids only grow, so a reused or out-of-order id is as wrong as an OPEN to the opener.
+            if self._on_open is None or channel_id <= self._last_opened:
+                raise ProtocolViolation("unexpected OPEN")
+            if len(self._tasks) >= MAX_TASKS:
+                raise ProtocolViolation("too many channels")
+            self._last_opened = channel_id
             channel = Channel(self, channel_id, self.window)
             self._channels[channel_id] = channel
             self._spawn(self._serve(channel, Frame(kind, payload)))
             return
-        if channel is not None:
-            channel._deliver(Frame(kind, payload))
+        found = self._channels.get(channel_id) or self._gone.get(channel_id)
+        if found is None:
+            opened = self._last_opened if self._on_open is not None else self._next_id - 1
+            if channel_id > opened:
+                raise ProtocolViolation("frame for a channel never opened")
+            # Released long ago and forgotten: a few late frames are a race, many are abuse.
+            self._strays += 1
+            if self._strays > STRAY_GRACE:
+                raise ProtocolViolation("too many frames for released channels")
+            return
+        found._deliver(Frame(kind, payload))
+
+    def _forget(self, channel: Channel) -> None:
+        """A released channel: its queued frames go, its late ones are still checked."""
+        self._channels.pop(channel.id, None)
+        while not channel._inbox.empty():
+            channel._inbox.get_nowait()
+        self._gone[channel.id] = channel
+        if len(self._gone) > GONE_REMEMBERED:
+            self._gone.popitem(last=False)
+
+    async def _pong(self, payload: bytes) -> None:
+        try:
+            with contextlib.suppress(TunnelClosed):
+                await self.send_frame(encode(CONTROL_CHANNEL, Kind.PONG, payload))
+        finally:
+            self._pong_pending = False
 
     async def _serve(self, channel: Channel, head: Frame) -> None:
         assert self._on_open is not None
@@ -357,10 +234,20 @@ class TunnelSession:
     async def _keepalive(self) -> None:
         while not self.closed:
             await asyncio.sleep(self.keepalive)
-            if time.monotonic() - self._last_seen > self.dead_after:
+            now = time.monotonic()
+            if now - self._last_seen > self.dead_after:
                 log.warning("tunnel.peer_silent", seconds=self.dead_after)
                 await self.close()
                 return
+            if self._ping_pending_since is not None:
+                # Unanswered PING: one is enough in flight; a peer that sends but never reads
+                # (its PONG never comes) is as dead as a silent one.
+                if now - self._ping_pending_since > self.dead_after:
+                    log.warning("tunnel.peer_not_reading", seconds=self.dead_after)
+                    await self.close()
+                    return
+                continue
+            self._ping_pending_since = now
             # Posted, not awaited: a peer that stopped reading must not stall this check.
             self.post(encode(CONTROL_CHANNEL, Kind.PING, b"%d" % time.time_ns()))
 
@@ -386,7 +273,7 @@ class TunnelSession:
         """A new channel (control plane side)."""
         if self.closed:
             raise TunnelClosed("the agent's uplink is gone")
-        channel = Channel(self, self._next_id, self.window)
+        channel = Channel(self, self._next_id, self.window, opened_here=True)
         self._next_id += 1
         self._channels[channel.id] = channel
         return channel
@@ -404,3 +291,31 @@ class TunnelSession:
         """Wait for the control plane's HELLO (agent side; `run` must be reading)."""
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._hello)
+
+
+__all__ = [
+    "CONTROL_CHANNEL",
+    "COUNTED",
+    "DEFAULT_WINDOW",
+    "GONE_REMEMBERED",
+    "HEADER",
+    "MAX_CHUNK",
+    "MAX_FRAME",
+    "MAX_INBOX_FRAMES",
+    "MAX_TASKS",
+    "STRAY_GRACE",
+    "Channel",
+    "ChannelCancelled",
+    "Close",
+    "Frame",
+    "Kind",
+    "OpenHandler",
+    "ProtocolViolation",
+    "Receive",
+    "Send",
+    "TunnelClosed",
+    "TunnelSession",
+    "decode",
+    "dumps",
+    "encode",
+]

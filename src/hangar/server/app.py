@@ -15,11 +15,14 @@ from hangar.core.channels.service import enqueue_deliveries
 from hangar.core.events.envelope import Event
 from hangar.core.events.nats import NatsEvents
 from hangar.core.events.relay import Relay
+from hangar.core.fleet.relay import watch as watch_relays
+from hangar.core.hosts import presence
 from hangar.core.hosts.reconciler import HeartbeatReconciler
 from hangar.core.hosts.static import connect_static_agents
 from hangar.core.platform import Platform
 from hangar.faces import fastvm, wrenn
 from hangar.server.settings import Settings
+from hangar.web.agent_relay import router as agent_relay_router
 from hangar.web.agent_uplink import router as agent_uplink_router
 from hangar.web.correlation import CorrelationMiddleware
 from hangar.web.events import router as events_router
@@ -63,10 +66,15 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     """The main app: health probes at the root, each face under `/<face>`."""
     platform = platform or Platform(settings)
     faces = build_faces(platform, settings)
+    platform.fleet.enable_relays(settings.internal_base_url(), platform.signer)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await platform.start()
+        async with platform.db.session() as session:
+            # Uplinks recorded by an earlier run at this URL ended with it.
+            await presence.release_all(session, settings.internal_base_url())
+            await session.commit()
         # Configured agents are regular hosts (rows with stable uuid5 ids, see hosts/static.py).
         await connect_static_agents(
             platform.db, platform.fleet, settings.agents, settings.agent_token
@@ -77,6 +85,10 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         nats_events, relay = await start_events(platform, settings)
         tasks = [
             asyncio.create_task(reconciler.run_forever(), name="capsules:reconciler"),
+            asyncio.create_task(
+                watch_relays(platform.db, platform.fleet, settings.hosts.reconcile_seconds),
+                name="fleet:relays",
+            ),
             asyncio.create_task(relay.run_forever(), name="events:relay"),
             asyncio.create_task(
                 HeartbeatReconciler(platform.db, settings.hosts).run_forever(),
@@ -112,6 +124,7 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(events_router)
     app.include_router(agent_uplink_router)
+    app.include_router(agent_relay_router)
     for face in faces.values():
         mount_face(app, face)
     return app

@@ -27,3 +27,12 @@ class Settings(CoreSettings):
     agent_token: str | None = Field(
         default=None, description="Bearer token presented to agents listening on TCP."
     )
+    internal_url: str | None = Field(
+        default=None,
+        description="Base URL the other control-plane replicas reach this one's main port at "
+        "(relaying calls to the uplink agents connected here); default http://<host>:<port>.",
+    )
+
+    def internal_base_url(self) -> str:
+        """This replica's internal URL: the configured one, else the main listener's."""
+        return (self.internal_url or f"http://{self.host}:{self.port}").rstrip("/")

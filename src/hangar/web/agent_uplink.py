@@ -15,6 +15,7 @@ import re
 import structlog
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto import VERSION
 from hangar.agentproto.client import PROTOCOL_HEADER, AgentClient
@@ -22,10 +23,8 @@ from hangar.agentproto.tunnel import TunnelSession
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.errors import DomainError, Unauthenticated
 from hangar.core.fleet.gateway import AgentHandle
-from hangar.core.hosts.liveness import mark_down
-from hangar.core.hosts.models import HostStatus
-from hangar.core.hosts.repository import HostRepository
-from hangar.core.hosts.service import HOST_AUDIENCE, HostService
+from hangar.core.hosts import presence
+from hangar.core.hosts.service import HostService
 from hangar.core.platform import Platform
 from hangar.core.security.jwt import load_or_create_keys
 from hangar.web.credentials import parse_bearer
@@ -80,22 +79,14 @@ async def agent_connect(ws: WebSocket) -> None:
         await ws.close(POLICY_VIOLATION, f"the control plane speaks agent protocol {VERSION}")
         return
     try:
-        platform.signer.verify(token, HOST_AUDIENCE)
+        async with platform.db.session() as session:
+            host = await _hosts(platform, session).connect(token)
+            await session.commit()
+            host_id = host.id
     except Unauthenticated:
         # 401 (not a close) so the agent knows to refresh its token and try again.
         await ws.send_denial_response(_refuse(401, "unauthorized", "invalid or expired token"))
         return
-    try:
-        async with platform.db.session() as session:
-            capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
-            hosts = HostService(session, platform.signer, platform.settings.hosts, capsules)
-            host = await hosts.authenticate(token)  # a deleted host's token is refused here
-            if host.status == HostStatus.PENDING:
-                raise DomainError("host has not registered", code="host_pending")
-            # Connecting is proof of life: the host is online from this moment.
-            await hosts.heartbeat(token, host.id)
-            await session.commit()
-            host_id = host.id
     except DomainError as exc:
         log.warning("uplink.refused", reason=exc.code)
         await ws.close(POLICY_VIOLATION, exc.message[:120])
@@ -128,25 +119,31 @@ async def agent_connect(ws: WebSocket) -> None:
         platform.fleet.add(AgentHandle(host_id, client))
         if previous is not None:  # a second connection replaces the first
             await previous.client.aclose()
+        # The other replicas relay their calls to this host through us from now.
+        await presence.connected(platform.db, host_id, platform.fleet.replica_url)
         log.info("uplink.connected", host_id=host_id)
         await tunnel.run()
     finally:
         # A replaced connection is no longer the host's: its goodbye says nothing of the host.
         current = platform.fleet.remove(host_id, client)
         await client.aclose()
+        if current:
+            await presence.disconnected(platform.db, host_id, platform.fleet.replica_url)
         log.info("uplink.disconnected", host_id=host_id)
         if current and goodbye == [(GOING_AWAY, SHUTDOWN_REASON)]:
             await _shut_down(platform, host_id)
+
+
+def _hosts(platform: Platform, session: AsyncSession) -> HostService:
+    capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
+    return HostService(session, platform.signer, platform.settings.hosts, capsules)
 
 
 async def _shut_down(platform: Platform, host_id: str) -> None:
     """The agent stopped on purpose: its host is offline and its capsules missing, now."""
     try:
         async with platform.db.session() as session:
-            host = await HostRepository(session).get(host_id)
-            missing = None
-            if host is not None:
-                missing = await mark_down(session, host, HostStatus.OFFLINE, "its agent shut down")
+            missing = await _hosts(platform, session).agent_stopped(host_id)
             await session.commit()
     except Exception:  # the heartbeat timeout still takes it down
         log.exception("uplink.offline_failed", host_id=host_id)

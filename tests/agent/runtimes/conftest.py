@@ -19,15 +19,7 @@ import pytest_asyncio
 from hangar.agent.runtimes.base import SandboxSpec
 from hangar.agent.runtimes.jail import JailRuntime, fs
 from hangar.agent.templates import TemplateStore, default_cache_dir
-
-
-def jail_unavailable() -> str | None:
-    """Why the real jail tests cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "the jail runtime needs root (overlay mounts, cgroups)"
-    if shutil.which("bwrap") is None:
-        return "bubblewrap is not installed (apt-get install -y bubblewrap)"
-    return None
+from support.jail_agent import jail_unavailable
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from hangar.agent.runtimes.base import (
     PortRule,
     StartFailed,
 )
-from hangar.agent.runtimes.jail import JailRuntime
+from hangar.agent.runtimes.jail import JailRuntime, net
 from hangar.agent.runtimes.jail.sandbox import Record
 
 from .conftest import MakeSandbox
@@ -219,3 +219,52 @@ async def test_sandbox_cannot_reach_the_host(
     finally:
         server.close()
         await runtime.destroy(sid)
+
+
+def test_a_new_sandbox_table_is_created_not_replaced() -> None:
+    fresh, replace = net.ruleset(ONLY_A, fresh=True), net.ruleset(ONLY_A)
+    assert "delete" not in fresh  # a new namespace has no table; deleting costs ~15 ms
+    assert replace.startswith("table inet hangar {}\ndelete table inet hangar\n")
+    assert replace.endswith(fresh)
+
+
+async def test_host_guard_precedes_every_link_and_comes_back(
+    runtime: JailRuntime, make_sandbox: MakeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(net, "HOST_GUARD", net.HostGuard())  # as in a freshly started agent
+    at_link: list[str | None] = []  # the guard table as it was when each link was created
+    writes: list[str] = []
+    real_run = net._run
+
+    def spy(argv: list[str], stdin: str | None = None) -> None:
+        if stdin is not None and "link add" in stdin:
+            at_link.append(net.host_guard_listing())
+        if argv == ["nft", "-f", "-"]:  # only the root namespace's table is written this way
+            writes.append(stdin or "")
+        real_run(argv, stdin)
+
+    monkeypatch.setattr(net, "_run", spy)
+
+    def by_hand(*args: str) -> None:
+        subprocess.run(["nft", *args], check=True, capture_output=True)
+
+    sids: list[str] = []
+    try:
+        by_hand("delete", "table", "inet", "hangar_host")  # e.g. a host that just booted
+        sids.append(await make_sandbox(network=NetworkConfig(fresh_address(), OPEN)))
+        expected = net.host_guard_listing()
+        assert expected is not None
+        assert 'iifname "hv*" drop' in expected
+        assert at_link == [expected]
+        sids.append(await make_sandbox(network=NetworkConfig(fresh_address(), OPEN)))
+        assert len(writes) == 1  # unchanged: listed, not rewritten
+        by_hand("delete", "table", "inet", "hangar_host")
+        sids.append(await make_sandbox(network=NetworkConfig(fresh_address(), OPEN)))
+        by_hand("flush", "chain", "inet", "hangar_host", "forward")
+        sids.append(await make_sandbox(network=NetworkConfig(fresh_address(), OPEN)))
+        assert at_link == [expected] * 4
+        assert net.host_guard_listing() == expected
+    finally:
+        net.HostGuard().ensure()  # never leave the host unguarded, even if this failed
+        for sid in sids:
+            await runtime.destroy(sid)

@@ -3,54 +3,46 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
-import shutil
-import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import pytest
 from websockets.sync.client import connect
 
 from hangar.faces.wrenn import ids
+from support.jail_agent import jail_unavailable
 from support.live import hangar_command, run_cli, wait_http
+from support.processes import (
+    clean_env,
+    destroy_sandboxes,
+    kill_process,
+    spawn,
+    stop_process,
+    wait_until,
+)
 from support.wrenn import PASSWORD, bearer, unique_email
 
-
-def jail_unavailable() -> str | None:
-    """Why real agents cannot run here, if they cannot."""
-    if os.geteuid() != 0:
-        return "remote agents with the jail runtime need root (cgroups, mounts)"
-    if shutil.which("bwrap") is None:
-        return "bubblewrap is not installed (scripts/test installs it)"
-    return None
+needs_jail = pytest.mark.skipif(jail_unavailable() is not None, reason=str(jail_unavailable()))
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without HANGAR_* settings (the template cache stays)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("HANGAR_") or k == "HANGAR_TEMPLATE_CACHE"
+def uplink_env(heartbeat_timeout: float, **extra: str) -> dict[str, str]:
+    """Control-plane settings for the uplink tests: quick reconcilers, info logs to read."""
+    return {
+        "HANGAR_HOSTS__HEARTBEAT_TIMEOUT_SECONDS": str(heartbeat_timeout),
+        "HANGAR_HOSTS__RECONCILE_SECONDS": "1",
+        "HANGAR_CAPSULES__RECONCILE_SECONDS": "1",
+        "HANGAR_LOG_LEVEL": "info",
+        **extra,
     }
-    env.update(extra)
-    return env
-
-
-def wait_until(what: str, check: Any, timeout: float = 60.0, every: float = 0.25) -> Any:
-    """Poll `check()` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
 
 
 @dataclass
@@ -102,24 +94,12 @@ class ControlPlane:
             "--data-dir",
             str(self.data_dir),
         )
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.prefix, *command],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=clean_env(**self.env),
-            )
+        self.proc = spawn([*self.prefix, *command], self.log, clean_env(**self.env))
         # Only poll() is used, whatever the stream type.
         wait_http(f"{self.url}/livez", cast("subprocess.Popen[str]", self.proc), timeout=120)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=f"{self.url}/wrenn", timeout=120.0)
@@ -130,11 +110,34 @@ class ControlPlane:
             assert r.status_code == 200, r.text
             return bearer(r.json()["token"])
 
+    def start_as_admin(self) -> dict[str, str]:
+        """Create a platform admin, start, and log in: the admin's headers."""
+        email, password = self.create_admin()
+        self.start()
+        return self.login(email, password)
+
+    def rows(self, sql: str) -> list[Any]:
+        """What `sql` selects from the control plane's (SQLite) database."""
+        with sqlite3.connect(self.data_dir / "hangar.db") as db:
+            return db.execute(sql).fetchall()
+
     def capsule_hosts(self) -> dict[str, str]:
         """Wire capsule id -> core host id, from the control plane's database."""
-        with sqlite3.connect(self.data_dir / "hangar.db") as db:
-            rows = db.execute("SELECT id, host_id FROM capsules").fetchall()
+        rows = self.rows("SELECT id, host_id FROM capsules")
         return {ids.encode(ids.CAPSULE, cid): host for cid, host in rows}
+
+
+@contextlib.contextmanager
+def control_plane(
+    data_dir: Path, port: int, env: dict[str, str], **kw: Any
+) -> Iterator[ControlPlane]:
+    """A control plane (not started yet) in a new `data_dir`, stopped when the block ends."""
+    plane = ControlPlane(data_dir, port, env=env, **kw)
+    plane.data_dir.mkdir()
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 @dataclass
@@ -166,13 +169,7 @@ class RemoteAgent:
             "HANGAR_AGENT_RECONNECT_MAX_SECONDS": "2",
             **self.env,
         }
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.prefix, *hangar_command(*args)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=clean_env(**env),
-            )
+        self.proc = spawn([*self.prefix, *hangar_command(*args)], self.log, clean_env(**env))
         return self.proc
 
     def connections(self) -> int:
@@ -192,21 +189,14 @@ class RemoteAgent:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: its sandboxes keep running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        kill_process(self.proc)
 
-    def destroy_all(self) -> None:
-        """Remove every sandbox through the agent's own socket (test cleanup)."""
-        if not self.socket.exists():
-            return
-        transport = httpx.HTTPTransport(uds=str(self.socket))
-        try:
-            with httpx.Client(transport=transport, base_url="http://agent", timeout=60) as c:
-                for sandbox in c.get("/v1/sandboxes").json():
-                    c.delete(f"/v1/sandboxes/{sandbox['sandbox_id']}")
-        except httpx.TransportError:
-            pass
+    def remove(self) -> None:
+        """Remove every sandbox through the agent's own socket, then kill it (test cleanup)."""
+        if self.socket.exists():
+            with contextlib.suppress(httpx.TransportError):
+                destroy_sandboxes(self.socket)
+        self.kill()
 
 
 def create_host(cp: ControlPlane, admin: dict[str, str]) -> tuple[str, str]:
@@ -216,6 +206,15 @@ def create_host(cp: ControlPlane, admin: dict[str, str]) -> tuple[str, str]:
         assert r.status_code == 201, r.text
         body = r.json()
         return body["host"]["id"], body["registration_token"]
+
+
+def wait_joined(
+    cp: ControlPlane, admin: dict[str, str], agent: RemoteAgent, host_id: str, connections: int = 1
+) -> None:
+    """Wait for the agent's uplink to come up for the `connections`th time and its host to be
+    online."""
+    agent.wait_connected(connections)
+    wait_until("host online", lambda: host_status(cp, admin, host_id) == "online")
 
 
 def host_status(cp: ControlPlane, admin: dict[str, str], host_id: str) -> str:

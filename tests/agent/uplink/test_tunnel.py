@@ -20,7 +20,10 @@ from hangar.agentproto.models import CreateSandbox
 from hangar.agentproto.tunnel import (
     DEFAULT_WINDOW,
     MAX_CHUNK,
+    MAX_FRAME,
+    MAX_INBOX_FRAMES,
     Kind,
+    TunnelClosed,
     TunnelSession,
     encode,
 )
@@ -227,20 +230,137 @@ async def test_a_stalled_channel_does_not_stall_the_others() -> None:
         assert stalled.status_code == 200
 
 
-async def test_window_violation_is_refused() -> None:
+async def test_window_violation_ends_the_session() -> None:
     async with linked() as t:
         channel = t.plane.open()
         await channel.send_head(Kind.OPEN_WS, {"path": "/v1/sandboxes/x/pty", "headers": []})
         assert (await channel.receive(5)).json()["status"] == 101
         # Ignore the window: push twice its size without waiting for credit.
         for _ in range(2 * DEFAULT_WINDOW // 1000 + 2):
-            await t.plane.send_frame(encode(channel.id, Kind.TEXT, b'{"x":"' + b"a" * 990 + b'"}'))
-        frame = await channel.receive(5)
-        while frame.kind != Kind.CANCEL:
-            frame = await channel.receive(5)
-        assert b"window" in frame.payload
+            with contextlib.suppress(TunnelClosed):
+                await t.plane.send_frame(
+                    encode(channel.id, Kind.TEXT, b'{"x":"' + b"a" * 990 + b'"}')
+                )
+        # A peer ignoring flow control is not talked to any further: the whole uplink goes.
+        await asyncio.wait_for(t.agent.done.wait(), 10)
+        assert t.agent.closed_by_violation
+        await asyncio.wait_for(t.plane.done.wait(), 10)
         await asyncio.wait_for(t.probe.ws_closed.wait(), 10)
-        channel.release()
+
+
+@contextlib.asynccontextmanager
+async def hostile_agent() -> AsyncIterator[tuple[TunnelSession, Pipe]]:
+    """A control plane's session whose agent end is the test, writing raw frames."""
+    pipe = Pipe()
+    (ps, pr, pc), _ = pipe.ends()
+    plane = TunnelSession(ps, pr, pc)  # type: ignore[arg-type]
+    runner = asyncio.create_task(plane.run())
+    try:
+        yield plane, pipe
+    finally:
+        await plane.close()
+        await asyncio.wait_for(runner, 10)
+
+
+def _head(status: int) -> bytes:
+    return json.dumps({"status": status, "headers": []}).encode()
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param([(Kind.RESPONSE, _head(200))] * 2, id="second-response"),
+        pytest.param([(Kind.RESPONSE, _head(200)), (Kind.END, b""), (Kind.END, b"")], id="end"),
+        pytest.param([(Kind.RESPONSE, _head(101)), (Kind.CLOSE, b"{}"), (Kind.TEXT, b"x")], id="c"),
+        pytest.param([(Kind.DATA, b"x")], id="data-before-response"),
+        pytest.param([(Kind.OPEN_HTTP, b"{}")], id="open-towards-the-opener"),
+        pytest.param([(Kind.CREDIT, struct.pack(">I", DEFAULT_WINDOW))], id="credit-overflow"),
+        pytest.param([(Kind.CANCEL, b""), (Kind.CANCEL, b"")], id="after-cancel"),
+    ],
+)
+async def test_protocol_violations_end_the_session(frames: list[tuple[Kind, bytes]]) -> None:
+    async with hostile_agent() as (plane, pipe):
+        channel = plane.open()
+        await channel.send_head(Kind.OPEN_HTTP, {"method": "GET", "path": "/", "headers": []})
+        for kind, payload in frames:
+            pipe.to_plane.put_nowait(encode(channel.id, kind, payload))
+        await asyncio.wait_for(plane.done.wait(), 10)
+        assert plane.closed_by_violation
+
+
+async def test_frames_for_channels_never_opened_end_the_session() -> None:
+    async with hostile_agent() as (plane, pipe):
+        pipe.to_plane.put_nowait(encode(7, Kind.END))
+        await asyncio.wait_for(plane.done.wait(), 10)
+        assert plane.closed_by_violation
+
+
+async def test_unbounded_frames_are_refused_not_queued() -> None:
+    """200k heads, ends and empty messages: the session ends instead of queueing them."""
+    async with hostile_agent() as (plane, pipe):
+        channel = plane.open()
+        await channel.send_head(Kind.OPEN_WS, {"path": "/", "headers": []})
+        pipe.to_plane.put_nowait(encode(channel.id, Kind.RESPONSE, _head(101)))
+        for _ in range(200_000):  # within the window (empty), but no consumer reads them
+            pipe.to_plane.put_nowait(encode(channel.id, Kind.TEXT))
+        await asyncio.wait_for(plane.done.wait(), 30)
+        assert plane.closed_by_violation
+        assert channel._inbox.qsize() <= MAX_INBOX_FRAMES + 1
+
+
+async def test_pings_from_a_peer_that_does_not_read_keep_one_pong_pending() -> None:
+    stalled = asyncio.Event()  # never set: the peer stopped reading, our sends block
+
+    async def send(frame: bytes) -> None:
+        await stalled.wait()
+
+    inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+    plane = TunnelSession(send, inbox.get)
+    runner = asyncio.create_task(plane.run())
+    for i in range(200_000):
+        inbox.put_nowait(encode(0, Kind.PING, b"%d" % i))
+    for _ in range(3000):
+        if inbox.empty():
+            break
+        await asyncio.sleep(0.01)
+    assert inbox.empty()
+    await asyncio.sleep(0.05)
+    assert not plane.closed
+    assert len(plane._tasks) <= 2  # one PONG blocked in send; nothing else piled up
+    inbox.put_nowait(None)
+    await asyncio.wait_for(runner, 10)
+
+
+async def test_late_frames_on_a_released_channel_within_its_window_are_dropped() -> None:
+    async with hostile_agent() as (plane, pipe):
+        channel = plane.open()
+        await channel.send_head(Kind.OPEN_HTTP, {"method": "GET", "path": "/", "headers": []})
+        channel.release()  # the caller gave up; the agent has not heard yet
+        pipe.to_plane.put_nowait(encode(channel.id, Kind.RESPONSE, _head(200)))
+        for _ in range(DEFAULT_WINDOW // MAX_CHUNK):
+            pipe.to_plane.put_nowait(encode(channel.id, Kind.DATA, b"x" * MAX_CHUNK))
+        pipe.to_plane.put_nowait(encode(channel.id, Kind.END))
+        pipe.to_plane.put_nowait(encode(0, Kind.PING, b"1"))
+        # The PONG comes back: everything before it was read, and the session is still up.
+        while True:
+            frame = await asyncio.wait_for(pipe.to_agent.get(), 10)
+            assert frame is not None
+            if frame[4] == Kind.PONG:
+                break
+        assert not plane.closed
+        assert channel._inbox.empty()
+        # One more byte than the window was ever open for is abuse, released or not.
+        pipe.to_plane.put_nowait(encode(channel.id, Kind.DATA, b"x"))
+        await asyncio.wait_for(plane.done.wait(), 10)
+        assert plane.closed_by_violation
+
+
+async def test_oversized_stream_messages_are_refused_before_sending() -> None:
+    async with linked() as t:
+        channel = t.plane.open()
+        with pytest.raises(ValueError, match="limited to"):
+            await channel.send_message(b"x" * MAX_FRAME)
+        assert not t.plane.closed
 
 
 async def test_cancelling_a_call_cancels_the_channel() -> None:
@@ -324,3 +444,15 @@ async def test_hello_reaches_the_agent() -> None:
         await t.plane.send_hello({"proof": "x"})
         assert await t.agent.hello(5) == {"proof": "x"}
         assert json.loads(json.dumps({"ok": 1})) == {"ok": 1}
+
+
+async def test_a_malformed_hello_ends_the_session() -> None:
+    pipe = Pipe()
+    _, (as_, ar, ac) = pipe.ends()
+    agent = TunnelSession(as_, ar, ac, on_open=serve_with(make_app(Probe())))  # type: ignore[arg-type]
+    runner = asyncio.create_task(agent.run())
+    pipe.to_agent.put_nowait(encode(0, Kind.HELLO, b"[1]"))  # JSON, but not an object
+    with pytest.raises(TunnelClosed):
+        await agent.hello(10)
+    await asyncio.wait_for(runner, 10)
+    assert agent.closed_by_violation

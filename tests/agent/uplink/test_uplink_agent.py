@@ -13,47 +13,39 @@ from agent.uplink.procs import (
     ControlPlane,
     RemoteAgent,
     capsule_status,
+    control_plane,
     create_capsule,
     create_host,
     exercise,
     host_status,
-    jail_unavailable,
-    wait_until,
+    needs_jail,
+    uplink_env,
+    wait_joined,
 )
 from support.live import free_port
+from support.processes import wait_until
 
-pytestmark = pytest.mark.skipif(jail_unavailable() is not None, reason=str(jail_unavailable()))
+pytestmark = needs_jail
 
-ENV = {
-    "HANGAR_HOSTS__HEARTBEAT_TIMEOUT_SECONDS": "6",
-    "HANGAR_HOSTS__RECONCILE_SECONDS": "1",
-    "HANGAR_CAPSULES__RECONCILE_SECONDS": "1",
-    "HANGAR_LOG_LEVEL": "info",
-    # Short-lived host JWTs, so the agent's refresh at 80% of their lifetime happens here.
-    "HANGAR_HOSTS__TOKEN_TTL_SECONDS": "10",
-}
+# Short-lived host JWTs, so the agent's refresh at 80% of their lifetime happens here.
+ENV = uplink_env(6, HANGAR_HOSTS__TOKEN_TTL_SECONDS="10")
 
 
 @pytest.fixture
 def cp(tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path / "cp", free_port(), env=ENV)
-    plane.data_dir.mkdir()
-    yield plane
-    plane.stop()
+    with control_plane(tmp_path / "cp", free_port(), ENV) as plane:
+        yield plane
 
 
 def test_remote_agent_joins_serves_and_survives_restarts(cp: ControlPlane, tmp_path: Path) -> None:
-    email, password = cp.create_admin()
-    cp.start()
-    admin = cp.login(email, password)
+    admin = cp.start_as_admin()
     host_id, token = create_host(cp, admin)
     assert host_status(cp, admin, host_id) == "pending"
 
     agent = RemoteAgent(tmp_path / "agent", cp.url)
     try:
         agent.start(token)
-        agent.wait_connected(1)
-        wait_until("host online", lambda: host_status(cp, admin, host_id) == "online")
+        wait_joined(cp, admin, agent, host_id)
 
         creds_file = agent.data_dir / "credentials.json"
         assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
@@ -98,8 +90,7 @@ def test_remote_agent_joins_serves_and_survives_restarts(cp: ControlPlane, tmp_p
         with cp.client() as c:
             assert c.delete(f"/v1/capsules/{capsule}", headers=admin).status_code == 204
     finally:
-        agent.destroy_all()
-        agent.kill()
+        agent.remove()
 
 
 def test_unregistered_agent_without_token_stops_with_a_reason(tmp_path: Path) -> None:

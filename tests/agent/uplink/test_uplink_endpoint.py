@@ -13,12 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from hangar.agent.enroll import Credentials, EnrollError, HostAuth, claims_of
-from hangar.agent.uplink import ProofRefused, backoff, verify_proof
-from hangar.agentproto.tunnel import Kind, decode
+from hangar.agent.settings import AgentSettings
+from hangar.agent.uplink import ProofRefused, Uplink, backoff, verify_proof
+from hangar.agentproto.tunnel import MAX_FRAME, Kind, decode, encode
 from hangar.core.security.jwt import TokenSigner, generate_key
 from support.hosts import (
     HostApi,
@@ -26,6 +28,7 @@ from support.hosts import (
     capsule_status,
     host_events,
     make_platform_admin,
+    set_host,
 )
 from support.live import LiveServer
 from support.wrenn import Wrenn
@@ -141,6 +144,16 @@ def test_connect_refusals(server: LiveServer, http: httpx.Client, wrenn: Wrenn) 
     assert refused.value.response.status_code == 403
 
 
+def test_a_pending_host_cannot_connect(
+    server: LiveServer, http: httpx.Client, wrenn: Wrenn
+) -> None:
+    creds = _registered(server, http, wrenn)
+    set_host(server, creds["host"]["id"], status="pending")
+    with pytest.raises(InvalidStatus) as refused:  # closed with a policy violation
+        _dial(server, creds["token"], secrets.token_urlsafe(32))
+    assert refused.value.response.status_code == 403
+
+
 def test_second_connection_replaces_the_first(
     server: LiveServer, http: httpx.Client, wrenn: Wrenn
 ) -> None:
@@ -228,3 +241,33 @@ def test_a_shutdown_goodbye_takes_the_host_offline_at_once(
     time.sleep(1.0)  # nothing to wait for: the host must simply stay up
     assert status() == "online"
     assert [t for t, _ in host_events(server, host_id)] == ["host.up", "host.down", "host.up"]
+
+
+async def test_the_agent_refuses_oversized_frames_before_any_proof(tmp_path: Path) -> None:
+    """Whoever answers the agent's dial cannot make it buffer a frame of any size."""
+    codes: list[int | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(encode(0, Kind.PING, b"x" * MAX_FRAME))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), 20)
+        codes.append(ws.close_code)
+
+    async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        settings = AgentSettings(server=f"http://127.0.0.1:{port}", data_dir=tmp_path)
+        uplink = Uplink(settings, _no_app, lambda: None)  # type: ignore[arg-type,return-value]
+        creds = Credentials(
+            server=settings.server or "", host_id="h", subject="s", token="t", refresh_token="r"
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(uplink._connect_once(f"ws://127.0.0.1:{port}/", "t", creds), 60)
+        for _ in range(300):
+            if codes:
+                break
+            await asyncio.sleep(0.1)
+    assert codes == [1009]  # "message too big", from the agent
+
+
+async def _no_app(scope: object, receive: object, send: object) -> None:
+    raise AssertionError("nothing is served before the control plane is proven")

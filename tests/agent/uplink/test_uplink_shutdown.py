@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,40 +18,33 @@ from agent.uplink.procs import (
     ControlPlane,
     RemoteAgent,
     capsule_status,
+    control_plane,
     create_capsule,
     create_host,
     host_status,
-    jail_unavailable,
-    wait_until,
+    needs_jail,
+    uplink_env,
+    wait_joined,
 )
 from support.live import free_port
+from support.processes import wait_until
 
-pytestmark = pytest.mark.skipif(jail_unavailable() is not None, reason=str(jail_unavailable()))
+pytestmark = needs_jail
 
-ENV = {
-    "HANGAR_HOSTS__HEARTBEAT_TIMEOUT_SECONDS": "600",
-    "HANGAR_HOSTS__RECONCILE_SECONDS": "1",
-    "HANGAR_CAPSULES__RECONCILE_SECONDS": "1",
-    "HANGAR_LOG_LEVEL": "info",
-}
+ENV = uplink_env(600)
 # Far below the heartbeat timeout, and generous for a loaded machine.
 PROMPTLY = 60.0
 
 
 @pytest.fixture
 def cp(tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path / "cp", free_port(), env=ENV)
-    plane.data_dir.mkdir()
-    yield plane
-    plane.stop()
+    with control_plane(tmp_path / "cp", free_port(), ENV) as plane:
+        yield plane
 
 
 def _host_downs(cp: ControlPlane, host_id: str) -> list[str]:
     """The status of each host.down event about the host, oldest first."""
-    with sqlite3.connect(cp.data_dir / "hangar.db") as db:
-        rows = db.execute(
-            "SELECT payload FROM outbox_events WHERE type = 'host.down' ORDER BY seq"
-        ).fetchall()
+    rows = cp.rows("SELECT payload FROM outbox_events WHERE type = 'host.down' ORDER BY seq")
     payloads = [json.loads(p) for (p,) in rows]
     return [p["status"] for p in payloads if p["host_id"] == host_id]
 
@@ -64,15 +56,12 @@ def _stop(agent: RemoteAgent, how: signal.Signals) -> None:
 
 
 def test_a_stopped_agent_takes_its_host_offline_at_once(cp: ControlPlane, tmp_path: Path) -> None:
-    email, password = cp.create_admin()
-    cp.start()
-    admin = cp.login(email, password)
+    admin = cp.start_as_admin()
     host_id, token = create_host(cp, admin)
     agent = RemoteAgent(tmp_path / "agent", cp.url)
     try:
         agent.start(token)
-        agent.wait_connected(1)
-        wait_until("host online", lambda: host_status(cp, admin, host_id) == "online")
+        wait_joined(cp, admin, agent, host_id)
         capsule = create_capsule(cp, admin)
         assert capsule_status(cp, admin, capsule) == "running"
 
@@ -90,8 +79,7 @@ def test_a_stopped_agent_takes_its_host_offline_at_once(cp: ControlPlane, tmp_pa
             # Back: online again, and the capsule its agent still has is running again.
             agent.start()
             connections += 1
-            agent.wait_connected(connections)
-            wait_until("host online", lambda: host_status(cp, admin, host_id) == "online")
+            wait_joined(cp, admin, agent, host_id, connections)
             wait_until("capsule running", lambda: capsule_status(cp, admin, capsule) == "running")
             with cp.client() as c:
                 r = c.post(
@@ -101,11 +89,9 @@ def test_a_stopped_agent_takes_its_host_offline_at_once(cp: ControlPlane, tmp_pa
                 assert r.json()["stdout"] == "42\n"
 
         # One host.down per shutdown, each saying offline (never unreachable).
-        with sqlite3.connect(cp.data_dir / "hangar.db") as db:
-            (core_host,) = db.execute("SELECT id FROM hosts").fetchone()
+        core_host = cp.rows("SELECT id FROM hosts")[0][0]
         assert _host_downs(cp, core_host) == ["offline", "offline"]
         with cp.client() as c:
             assert c.delete(f"/v1/capsules/{capsule}", headers=admin).status_code == 204
     finally:
-        agent.destroy_all()
-        agent.kill()
+        agent.remove()

@@ -19,7 +19,8 @@ from hangar.core.errors import (
 
 def translate(exc: AgentError) -> DomainError:
     """The domain error a face should render for an agent's refusal."""
-    if isinstance(exc, AgentUnreachable):
+    # A relaying replica reports the agent it cannot reach with the same code.
+    if isinstance(exc, AgentUnreachable) or exc.code == "agent_unreachable":
         return Unavailable(f"host agent unreachable: {exc.message}", code="host_unavailable")
     match exc.code:
         case "path_not_found":

@@ -12,8 +12,11 @@ from hangar.core.errors import InvalidInput
 
 MODES = ("open", "restricted")
 PROTOCOLS = ("tcp", "udp")
+# Each limit at most the agent's (hangar.agent.runtimes.firewall): a policy the core accepts
+# must never be refused by the host when a queued VM finally starts.
 MAX_RULES = 64
 MAX_CIDRS_PER_RULE = 32
+MAX_CIDR_CHARS = 64
 MAX_DESCRIPTION = 256
 ANY_SOURCE = "::/0"
 
@@ -47,6 +50,9 @@ def _port(value: object, field: str) -> int:
 
 
 def _cidr(text: str) -> str:
+    # The agent refuses scoped addresses ("fe80::1%eth0": a host interface) and long texts.
+    if not isinstance(text, str) or len(text) > MAX_CIDR_CHARS or "%" in text:
+        raise InvalidInput(f"source CIDR {str(text)[:MAX_CIDR_CHARS]!r} is not an IPv6 network")
     try:
         network = ipaddress.ip_network(text.strip(), strict=False)
     except (ValueError, TypeError) as exc:

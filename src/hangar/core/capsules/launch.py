@@ -61,7 +61,11 @@ def snapshot_capsule(
     disk_gb: int | None,
     firewall: FirewallPolicy | None,
 ) -> Capsule:
-    """An unsaved capsule sized like a snapshot (and its source), with its disk and firewall."""
+    """An unsaved capsule sized like a snapshot (and its source), with its disk and firewall.
+
+    The disk is the size asked for, else the snapshot's, else the base; `on_snapshot` refuses
+    one smaller than the snapshot's.
+    """
     if firewall is None and snapshot.firewall is not None:
         firewall = from_json(snapshot.firewall)
     return new_capsule(
@@ -72,7 +76,8 @@ def snapshot_capsule(
         snapshot.memory_mb or settings.min_memory_mb,
         0,
         name=name,
-        disk_gb=disk_gb if disk_gb is not None else snapshot.disk_gb,
+        # Always a real, enforced (and quota-counted) disk: a snapshot Wrenn made has no size.
+        disk_gb=disk_gb if disk_gb is not None else snapshot.disk_gb or BASE_DISK_GB,
         firewall=firewall,
         machine_type=source.machine_type if source is not None else None,
     )

@@ -81,18 +81,20 @@ class Provisioner:
                 )
             )
             # Looked for before any write, so an idle tick never takes SQLite's write lock.
-            stale = list(
-                await session.scalars(
-                    select(Template.id).where(
+            stale = (
+                await session.execute(
+                    select(Template.id, Template.host_id, Template.host_template).where(
                         Template.status == SnapshotStatus.CREATING,
                         Template.created_at < utcnow() - STALE_SNAPSHOT,
                     )
                 )
-            )
-            if stale:
+            ).all()
+            await session.rollback()  # no read transaction held across the agent calls
+            cleared = [t.id for t in stale if await self._clear_stale(session, *t)]
+            if cleared:
                 await session.execute(
                     update(Template)
-                    .where(Template.id.in_(stale), Template.status == SnapshotStatus.CREATING)
+                    .where(Template.id.in_(cleared), Template.status == SnapshotStatus.CREATING)
                     .values(status=SnapshotStatus.ERROR, status_reason="snapshot was interrupted")
                     .execution_options(synchronize_session=False)
                 )
@@ -103,6 +105,26 @@ class Provisioner:
         for capsule_id in stale_claims:
             if capsule_id not in self._tasks:  # our own start still under way is not stale
                 self._tasks[capsule_id] = asyncio.create_task(self._attempt(capsule_id, True))
+
+    async def _clear_stale(
+        self, session: AsyncSession, template_id: str, host_id: str, host_template: str
+    ) -> bool:
+        """Delete an interrupted snapshot's partial files; False leaves it for a later tick.
+
+        Only the replica its host is connected to can ask; a deleted host took the files
+        with it. Until then it stays `creating` (and counts toward the team's quota).
+        """
+        handle = self.fleet.handle(host_id)
+        if handle is None:
+            gone = await HostRepository(session).get(host_id) is None
+            await session.rollback()
+            return gone
+        try:
+            await handle.client.delete_template(host_template)
+        except AgentError as exc:
+            log.warning("snapshot.stale_cleanup_failed", snapshot_id=template_id, error=exc.message)
+            return False
+        return True
 
     async def drain(self) -> None:
         """Wait for the attempts under way (tests and shutdown)."""
@@ -186,12 +208,16 @@ class Provisioner:
         """Finish our claim: running, unless the claim no longer stands (then undo the start)."""
         async with self.db.session() as session:
             if not await self._finish(session, capsule_id, handle, sandbox):
+                # Even an UPDATE that matched nothing holds SQLite's write lock: end it
+                # before the agent is asked anything.
+                await session.rollback()
                 current = await session.get(Capsule, capsule_id)
                 kept = (
                     current is not None
                     and current.host_id == handle.host_id
                     and current.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
                 )
+                await session.rollback()
                 if not kept:  # destroyed, or sent back to the queue meanwhile
                     with contextlib.suppress(AgentError):
                         await handle.client.destroy_sandbox(capsule_id)

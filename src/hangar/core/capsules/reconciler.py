@@ -8,10 +8,11 @@ import time
 from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy import update
 
 from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Sandbox
-from hangar.core.capsules.models import CapsuleStatus, UsageSample
+from hangar.core.capsules.models import Capsule, CapsuleStatus, UsageSample
 from hangar.core.capsules.provisioner import provision_pending
 from hangar.core.capsules.repository import CapsuleRepository
 from hangar.core.capsules.service import CapsuleService
@@ -133,24 +134,17 @@ class CapsuleReconciler:
                 known.add(capsule.id)
                 if capsule.updated_at >= polled_at:
                     continue  # created, paused or resumed since the poll: newer than it
-                sandbox = reported.get(capsule.id)
-                if sandbox is None:
-                    if capsule.status in (
-                        CapsuleStatus.RUNNING,
-                        CapsuleStatus.PAUSED,
-                        CapsuleStatus.MISSING,
-                    ):
-                        capsule.status = CapsuleStatus.MISSING
-                        capsule.status_reason = "the host no longer has this capsule"
-                elif sandbox.status == "stopped":
-                    capsule.status = CapsuleStatus.ERROR
-                    capsule.status_reason = "the capsule's processes exited"
-                elif capsule.status in (CapsuleStatus.MISSING, CapsuleStatus.ERROR) or (
-                    capsule.status != sandbox.status
-                    and capsule.status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
-                ):
-                    capsule.status = sandbox.status
-                    capsule.status_reason = None
+                target = _reported_state(capsule.status, reported.get(capsule.id))
+                if target is None or target == (capsule.status, capsule.status_reason):
+                    continue
+                # Only if the row is still as read: a destroy or a claim committed since the
+                # read (PostgreSQL lets one in) is newer than this poll.
+                await session.execute(
+                    update(Capsule)
+                    .where(Capsule.id == capsule.id, Capsule.status == capsule.status)
+                    .values(status=target[0], status_reason=target[1], updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
             await session.commit()
             return known
 
@@ -178,3 +172,18 @@ class CapsuleReconciler:
                     UsageSample(team_id=team_id, sampled_at=now, running=n, vcpus=v, memory_mb=m)
                 )
             await session.commit()
+
+
+def _reported_state(status: str, sandbox: Sandbox | None) -> tuple[str, str | None] | None:
+    """The status and reason a capsule's row should have by its host's report, if any."""
+    if sandbox is None:
+        if status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED, CapsuleStatus.MISSING):
+            return CapsuleStatus.MISSING, "the host no longer has this capsule"
+        return None
+    if sandbox.status == "stopped":
+        return CapsuleStatus.ERROR, "the capsule's processes exited"
+    if status in (CapsuleStatus.MISSING, CapsuleStatus.ERROR) or (
+        status != sandbox.status and status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
+    ):
+        return sandbox.status, None
+    return None

@@ -13,6 +13,7 @@ from hangar.core.capsules.models import (
     Capsule,
     CapsuleStatus,
     MetricSample,
+    SnapshotStatus,
     Template,
     UsageSample,
 )
@@ -165,9 +166,11 @@ class TemplateRepository:
         ).scalar_one_or_none()
 
     async def count_for_team(self, team_id: str) -> int:
-        """How many snapshot templates a team keeps (any status)."""
+        """How many snapshot templates a team keeps; failed ones (their files gone) do not count."""
         count = await self.session.scalar(
-            select(func.count()).select_from(Template).where(Template.team_id == team_id)
+            select(func.count())
+            .select_from(Template)
+            .where(Template.team_id == team_id, Template.status != SnapshotStatus.ERROR)
         )
         return int(count or 0)
 

@@ -243,6 +243,11 @@ class CapsuleService(CapsuleNetworking):
 
     async def destroy_row(self, capsule: Capsule) -> None:
         """Destroy a capsule already loaded."""
+        await self.destroy_sandbox(capsule)
+        await self.mark_destroyed(capsule)
+
+    async def destroy_sandbox(self, capsule: Capsule) -> None:
+        """Destroy a loaded capsule's sandbox on its host; writes nothing (its row is next)."""
         if not capsule.host_id:
             pass  # queued and never placed: no host has anything of it
         elif capsule.status in (CapsuleStatus.PENDING, CapsuleStatus.STARTING):
@@ -254,6 +259,9 @@ class CapsuleService(CapsuleNetworking):
         elif capsule.status != CapsuleStatus.MISSING:
             async with agent_call():
                 await self.fleet.agent(capsule.host_id).destroy_sandbox(capsule.id)
+
+    async def mark_destroyed(self, capsule: Capsule) -> None:
+        """Record a capsule destroyed, after `destroy_sandbox` (no agent call: no lock held)."""
         capsule.status = CapsuleStatus.STOPPED
         capsule.destroyed_at = utcnow()
         self._event("capsule.destroyed", capsule)
@@ -340,9 +348,16 @@ class CapsuleService(CapsuleNetworking):
     async def open_stream(self, team_id: str, capsule_id: str, kind: str) -> AgentStream:
         """A process or PTY stream to a running capsule."""
         capsule = await self.running(team_id, capsule_id)
-        await self.touch(capsule)
         async with agent_call():
-            return await self.fleet.agent(capsule.host_id).stream(capsule.id, kind)
+            stream = await self.fleet.agent(capsule.host_id).stream(capsule.id, kind)
+        # Touched once the stream is open: a write before it would hold the database's write
+        # lock (SQLite) for as long as the agent takes to answer.
+        try:
+            await self.touch(capsule)
+        except BaseException:
+            await stream.close()
+            raise
+        return stream
 
     # files ---------------------------------------------------------------------------------
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hangar.agentproto.client import AgentError
+from hangar.agentproto.models import Template as HostTemplate
 from hangar.core.capsules.agents import agent_call
 from hangar.core.capsules.models import CapsuleStatus, SnapshotStatus, Template, TemplateKind
 from hangar.core.capsules.repository import TemplateRepository
@@ -17,8 +21,13 @@ from hangar.core.capsules.service import DEFAULT_TEMPLATE, CapsuleService
 from hangar.core.clock import utcnow
 from hangar.core.errors import Conflict, DomainError, InvalidState, NotFound
 from hangar.core.events.outbox import record
-from hangar.core.fleet.gateway import Fleet
+from hangar.core.fleet.gateway import AgentHandle, Fleet
+from hangar.core.hosts.models import HostType
+from hangar.core.hosts.repository import HostRepository
 from hangar.core.ids import new_id
+
+# How long one host may take to list its templates before it is left out of the answer.
+HOST_LIST_TIMEOUT_SEC = 3.0
 
 
 @dataclass(frozen=True)
@@ -59,17 +68,21 @@ class SnapshotService:
         existing = await self.repo.get(team_id, name)
         if existing is not None and (not overwrite or existing.status == SnapshotStatus.CREATING):
             raise Conflict(f"a template named {name} already exists")
-        if name == DEFAULT_TEMPLATE or await self._is_base(name):
+        if name == DEFAULT_TEMPLATE or await self._is_base(team_id, name):
             raise Conflict(f"{name} is a base template")
-        if existing is None:
+        if existing is None or existing.status == SnapshotStatus.ERROR:  # a failed one counts not
             await self.quotas.check_snapshot(team_id)
         agent = self.fleet.agent(capsule.host_id)
         host_template = f"snap-{new_id()}"
         async with agent_call():
             made = await agent.snapshot(capsule.id, host_template)
+        # Every agent call before any write: a flush would hold the database's write lock
+        # (SQLite) while the agent works.
         if existing is not None:
             async with agent_call():
-                await agent.delete_template(existing.host_template)
+                await self.fleet.agent(existing.host_id).delete_template(existing.host_template)
+        await self.capsules.destroy_sandbox(capsule)
+        if existing is not None:
             await self.session.delete(existing)
             await self.session.flush()
         template = Template(
@@ -84,52 +97,65 @@ class SnapshotService:
             firewall=capsule.firewall,
             disk_gb=capsule.disk_gb,
         )
-        self.session.add(template)
+        await self._save_named(template, name)  # a racing create of the same name: 409
         record(
             self.session,
             "template.snapshot.created",
             team_id=team_id,
             payload={"name": name, "capsule_id": capsule.id, "size_bytes": made.size_bytes},
         )
-        await self.capsules.destroy_row(capsule)
-        await self.session.flush()
+        await self.capsules.mark_destroyed(capsule)
         return template
 
-    async def _is_base(self, name: str) -> bool:
-        for handle in self.fleet.hosts():
-            async with agent_call():
-                if any(
-                    t.name == name and t.type == "base"
-                    for t in await handle.client.list_templates()
-                ):
-                    return True
-        return False
+    async def _is_base(self, team_id: str, name: str) -> bool:
+        return any(t.name == name for t in await self._host_bases(team_id))
+
+    async def _host_bases(self, team_id: str) -> list[HostTemplate]:
+        """Base templates of the hosts the team may use: regular ones and its own BYOC ones.
+
+        Asked in parallel with a short timeout; a host that fails or is slow is left out, so
+        one unwell host never fails a team's snapshot (nor another team's BYOC host answer).
+        """
+        usable = {
+            h.id
+            for h in await HostRepository(self.session).list_hosts()
+            if h.type == HostType.REGULAR or (h.type == HostType.BYOC and h.team_id == team_id)
+        }
+        handles = [h for h in self.fleet.hosts() if h.host_id in usable]
+        answers = await asyncio.gather(*(self._list_bases(h) for h in handles))
+        return [t for answer in answers for t in answer]
+
+    @staticmethod
+    async def _list_bases(handle: AgentHandle) -> list[HostTemplate]:
+        try:
+            async with asyncio.timeout(HOST_LIST_TIMEOUT_SEC):
+                return [t for t in await handle.client.list_templates() if t.type == "base"]
+        except (AgentError, TimeoutError):
+            return []
 
     async def list_templates(self, team_id: str, kind: TemplateKind | None) -> list[TemplateView]:
         """Base templates of the fleet and the team's snapshots."""
         views: list[TemplateView] = []
         if kind in (None, TemplateKind.BASE):
-            views.extend(await self._bases())
+            views.extend(await self._bases(team_id))
         if kind in (None, TemplateKind.SNAPSHOT):
             views.extend(
                 TemplateView.of_snapshot(t) for t in await self.repo.list_for_team(team_id)
             )
         return views
 
-    async def _bases(self) -> list[TemplateView]:
+    async def _bases(self, team_id: str) -> list[TemplateView]:
         seen: dict[str, TemplateView] = {}
-        for handle in self.fleet.hosts():
-            async with agent_call():
-                for t in await handle.client.list_templates():
-                    if t.type == "base" and t.name not in seen:
-                        seen[t.name] = TemplateView(
-                            t.name,
-                            TemplateKind.BASE,
-                            None,
-                            None,
-                            t.size_bytes,
-                            datetime.fromtimestamp(t.created_at, UTC),
-                        )
+        for t in await self._host_bases(team_id):
+            if t.name not in seen:
+                seen[t.name] = TemplateView(
+                    t.name,
+                    TemplateKind.BASE,
+                    None,
+                    None,
+                    t.size_bytes,
+                    datetime.fromtimestamp(t.created_at, UTC),
+                )
         return sorted(seen.values(), key=lambda v: v.name)
 
     async def delete(self, team_id: str, name: str) -> None:
@@ -169,12 +195,15 @@ class SnapshotService:
         if capsule.status not in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED):
             raise InvalidState(f"capsule is {capsule.status}, not running")
         await self.quotas.check_snapshot(team_id)
+        stamped = name is None
         if name is None:
+            # A stamped name is never a base template's: no need to ask the hosts.
             stamp = utcnow().strftime("%Y%m%d-%H%M%S")
             name = f"{(capsule.name or capsule.id)[: MAX_NAME - len(stamp) - 6]}-{stamp}"
             if await self.repo.get(team_id, name) is not None:  # two in one second
                 name = f"{name}-{secrets.token_hex(2)}"
-        name = await self._free_name(team_id, check_name(name) or "")
+        else:
+            name = await self._free_name(team_id, check_name(name) or "")
         template = Template(
             id=new_id(),
             team_id=team_id,
@@ -189,8 +218,13 @@ class SnapshotService:
             firewall=capsule.firewall,
             disk_gb=capsule.disk_gb,
         )
-        self.session.add(template)
-        await self.session.flush()
+        try:
+            await self._save_named(template, name)
+        except Conflict:
+            if not stamped:
+                raise
+            # Stamped in the same second by a concurrent request: a suffix tells them apart.
+            await self._save_named(template, f"{name[: MAX_NAME - 5]}-{secrets.token_hex(2)}")
         return template
 
     async def finish_snapshot(self, template: Template) -> Template:
@@ -245,18 +279,29 @@ class SnapshotService:
         template = await self.get_snapshot(team_id, snapshot_id)
         new_name = check_name(name) or ""
         if new_name != template.name:
-            template.name = await self._free_name(team_id, new_name)
-            await self.session.flush()
+            await self._save_named(template, await self._free_name(team_id, new_name))
         return template
 
     async def delete_snapshot(self, team_id: str, snapshot_id: str) -> None:
         """Delete a snapshot by id (its files first); refused while capsules run on it."""
         await self._delete(await self.get_snapshot(team_id, snapshot_id))
 
+    async def _save_named(self, template: Template, name: str) -> None:
+        """Insert or rename `template` as `name`; Conflict when another took the name meanwhile."""
+        # `_free_name` checked before; a concurrent create can still win the unique (team, name)
+        # index. The savepoint keeps the caller's transaction usable after the refusal.
+        try:
+            async with self.session.begin_nested():
+                template.name = name
+                self.session.add(template)
+                await self.session.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"a snapshot named {name} already exists") from exc
+
     async def _free_name(self, team_id: str, name: str) -> str:
         """`name` if no snapshot or base template of the team's fleet has it, else Conflict."""
         if await self.repo.get(team_id, name) is not None:
             raise Conflict(f"a snapshot named {name} already exists")
-        if name == DEFAULT_TEMPLATE or await self._is_base(name):
+        if name == DEFAULT_TEMPLATE or await self._is_base(team_id, name):
             raise Conflict(f"{name} is a base template")
         return name

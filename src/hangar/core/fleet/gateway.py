@@ -10,8 +10,10 @@ from hangar.agentproto.client import AgentClient
 from hangar.core.config import HostSettings
 from hangar.core.errors import Unavailable
 from hangar.core.fleet.placement import Candidate, Capacity, Request, check_host, choose
+from hangar.core.fleet.relay import Relays
 from hangar.core.hosts.models import Host
 from hangar.core.hosts.repository import HostRepository
+from hangar.core.security.jwt import TokenSigner
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Fleet:
 
     def __init__(self, settings: HostSettings | None = None) -> None:
         self._agents: dict[str, AgentHandle] = {}
+        # Agents whose uplinks other replicas hold, reached through them (off until enabled).
+        self.relays: Relays | None = None
         settings = settings or HostSettings()
         self.capacity = Capacity(
             cpu_overcommit=settings.cpu_overcommit,
@@ -38,6 +42,19 @@ class Fleet:
             reserve_vcpus=settings.reserve_vcpus,
             reserve_memory_mb=settings.reserve_memory_mb,
         )
+
+    def enable_relays(self, replica_url: str, signer: TokenSigner) -> None:
+        """Reach agents connected to other replicas; this one is reached at `replica_url`."""
+        self.relays = Relays(replica_url, signer)
+
+    @property
+    def replica_url(self) -> str | None:
+        """This replica's internal URL, when relaying is enabled."""
+        return self.relays.replica_url if self.relays is not None else None
+
+    def uplink_hosts(self) -> set[str]:
+        """The hosts whose uplinks end here."""
+        return {h.host_id for h in self._agents.values() if h.client.tunnel is not None}
 
     def add(self, handle: AgentHandle) -> None:
         """Make an agent reachable."""
@@ -65,11 +82,18 @@ class Fleet:
         return list(self._agents.values())
 
     def agent(self, host_id: str) -> AgentClient:
-        """The client of the agent on `host_id`."""
-        handle = self._agents.get(host_id)
+        """The client of the agent on `host_id` (relayed when another replica holds it)."""
+        handle = self._reachable(host_id)
         if handle is None:
             raise Unavailable(f"host {host_id} is not connected", code="host_unavailable")
         return handle.client
+
+    def _reachable(self, host_id: str) -> AgentHandle | None:
+        handle = self._agents.get(host_id)
+        if handle is None and self.relays is not None:
+            client = self.relays.client(host_id)
+            handle = AgentHandle(host_id, client) if client is not None else None
+        return handle
 
     async def place(
         self,
@@ -93,13 +117,18 @@ class Fleet:
             rows = [host] if host is not None else []
         else:
             rows = list(await repo.placeable(team_id))
+        if self.relays is not None:
+            for row in rows:
+                self.relays.note(row.id, row.uplink_replica)
         used = await repo.reservations([h.id for h in rows])
         candidates = [self._candidate(h, used.get(h.id, (0, 0))) for h in rows]
         if host_id is not None:
             chosen = check_host(candidates[0] if candidates else None, request, self.capacity)
         else:
             chosen = choose(candidates, request, self.capacity)
-        return self._agents[chosen.host_id]
+        handle = self._reachable(chosen.host_id)
+        assert handle is not None  # `connected` said so
+        return handle
 
     def _candidate(self, host: Host, used: tuple[int, int]) -> Candidate:
         return Candidate(
@@ -107,7 +136,8 @@ class Fleet:
             type=host.type,
             team_id=host.team_id,
             status=host.status,
-            connected=host.id in self._agents,
+            connected=host.id in self._agents
+            or (self.relays is not None and self.relays.owner(host.id) is not None),
             cpu_cores=host.cpu_cores,
             memory_mb=host.memory_mb,
             used_vcpus=used[0],
@@ -118,3 +148,5 @@ class Fleet:
         """Close every client."""
         for handle in self._agents.values():
             await handle.client.aclose()
+        if self.relays is not None:
+            await self.relays.close_retired(everything=True)

@@ -57,6 +57,10 @@ class Host(TimestampedModel):
     # back is draining again, not online (status is `draining` whenever it is reachable).
     draining: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The internal URL of the control-plane replica holding this host's uplink, while it is
+    # up: the other replicas relay their agent calls through it (see fleet/relay.py).
+    uplink_replica: Mapped[str | None] = mapped_column(String(255), default=None)
+    uplink_since: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )

@@ -21,7 +21,7 @@ from hangar.core.errors import (
     Unavailable,
 )
 from hangar.core.hosts import rules
-from hangar.core.hosts.liveness import host_event, mark_up, up_status
+from hangar.core.hosts.liveness import host_event, mark_down, mark_up, up_status
 from hangar.core.hosts.models import Host, HostStatus, HostToken, HostTokenKind, HostType
 from hangar.core.hosts.repository import HostRepository
 from hangar.core.identity.models import Role
@@ -164,16 +164,21 @@ class HostService:
         live = await self.hosts.live_capsules(host.id)
         if live and not force:
             raise HostHasCapsules([c.id for c in live])
+        # Every agent call first, then the writes: a flush between two calls would hold the
+        # database's write lock (SQLite) while the next host is asked.
+        unreachable: set[str] = set()
         for capsule in live:
             try:
-                await self.capsules.destroy_row(capsule)
+                await self.capsules.destroy_sandbox(capsule)
             except Unavailable:
                 # The host's agent cannot be reached, so nothing can be stopped there; the
-                # host is going away, so its capsules are recorded destroyed all the same
-                # (as `missing` first, which destroy_row finishes without an agent call).
+                # host is going away, so its capsules are recorded destroyed all the same.
+                unreachable.add(capsule.id)
+        for capsule in live:
+            if capsule.id in unreachable:
                 capsule.status = CapsuleStatus.MISSING
                 capsule.status_reason = "its host was deleted"
-                await self.capsules.destroy_row(capsule)
+            await self.capsules.mark_destroyed(capsule)
         await self.hosts.delete(host)
 
     async def regenerate_token(self, principal: Principal, host_id: str) -> Registration:
@@ -262,6 +267,32 @@ class HostService:
         mark_up(self.session, host)
         await self.session.flush()
         return host
+
+    async def connect(self, token: str) -> Host:
+        """A host opening its uplink: a registered, existing host; connecting is proof of life.
+
+        Unauthenticated only for a token that is not a valid host JWT (the agent refreshes it);
+        a deleted or pending host is Forbidden (refreshing would not help).
+        """
+        claims = self.signer.verify(token, HOST_AUDIENCE)
+        host = await self.hosts.get(str(claims["sub"]))
+        if host is None:
+            raise Forbidden("host was deleted", code="host_deleted")
+        if host.status == HostStatus.PENDING:
+            raise Forbidden("host has not registered", code="host_pending")
+        mark_up(self.session, host)
+        await self.session.flush()
+        return host
+
+    async def agent_stopped(self, host_id: str) -> list[str] | None:
+        """The host's agent stopped on purpose: offline now, its capsules missing.
+
+        Returns the capsules marked missing, or None when the host was not up (or is gone).
+        """
+        host = await self.hosts.get(host_id)
+        if host is None:
+            return None
+        return await mark_down(self.session, host, HostStatus.OFFLINE, "its agent shut down")
 
     # tokens --------------------------------------------------------------------------------
 

@@ -82,7 +82,9 @@ def vm(c: Capsule) -> f.VMInstance:
         firewall=stored_policy(c.firewall),
         cpu=c.vcpus,
         memory_mib=c.memory_mb,
-        disk_gib=max(c.disk_gb or BASE_DISK_GB, BASE_DISK_GB),
+        # A capsule another face started without a disk size has no limit, and FastVM needs a
+        # number (at least 10): the base stands in (README, FastVM). Others show what is recorded.
+        disk_gib=c.disk_gb if c.disk_gb is not None else BASE_DISK_GB,
         public_ipv6=(c.ipv6 or None) if c.destroyed_at is None else None,  # released on delete
         status=_STATUS.get(c.status, "error"),
         created_at=c.created_at,

@@ -32,6 +32,8 @@ class Out(BaseModel):
 
 
 class FirewallRule(Wire):
+    """One ingress rule: a tcp/udp port range from IPv6 CIDRs (request)."""
+
     protocol: Literal["tcp", "udp"]
     port_start: Port
     port_end: Port | None = None
@@ -40,16 +42,22 @@ class FirewallRule(Wire):
 
 
 class FirewallPolicy(Wire):
+    """A VM's whole IPv6 ingress policy (request; `ingress` omitted = no rules)."""
+
     mode: Mode
     ingress: list[FirewallRule] | None = None
 
 
 class PatchVMFirewallRequest(Wire):
+    """The fields of a VM's ingress policy to replace; absent ones are kept."""
+
     mode: Mode | None = None
     ingress: list[FirewallRule] | None = None
 
 
 class CreateVMRequest(Wire):
+    """A new VM: exactly one of a machine type or a snapshot to start from."""
+
     name: Name | None = None
     machine_type: MachineType | None = None
     snapshot_id: Uuid | None = None
@@ -64,24 +72,34 @@ class CreateVMRequest(Wire):
 
 
 class UpdateVMRequest(Wire):
+    """A VM's new name."""
+
     name: Name
 
 
 class UpdateSnapshotRequest(Wire):
+    """A snapshot's new name."""
+
     name: Name
 
 
 class CreateSnapshotRequest(Wire):
+    """The VM to snapshot, and optionally the snapshot's name."""
+
     vm_id: Uuid
     name: Name | None = None
 
 
 class ExecVMRequest(Wire):
+    """A command (argv) to run to completion in a VM, with its timeout."""
+
     command: Annotated[list[str], Field(min_length=1)]
     timeout_sec: Annotated[int, Field(ge=1)] | None = None
 
 
 class FirewallRuleOut(Out):
+    """One ingress rule as stored, normalised (portEnd and sourceCidrs filled in)."""
+
     protocol: str
     port_start: int
     port_end: int | None = None
@@ -90,11 +108,15 @@ class FirewallRuleOut(Out):
 
 
 class FirewallPolicyOut(Out):
+    """A VM's or snapshot's ingress policy as stored."""
+
     mode: str
     ingress: list[FirewallRuleOut]
 
 
 class VMInstance(Out):
+    """A VM as the API shows it (a deleted one keeps `deletedAt`)."""
+
     id: str
     name: str
     org_id: str
@@ -111,6 +133,8 @@ class VMInstance(Out):
 
 
 class SnapshotObject(Out):
+    """A snapshot of a VM's disk, with the firewall policy it carries."""
+
     id: str
     name: str
     org_id: str
@@ -121,12 +145,16 @@ class SnapshotObject(Out):
 
 
 class DeleteResponse(Out):
+    """The answer to a delete: what was deleted, and when."""
+
     id: str
     deleted: bool
     deleted_at: datetime | None = None
 
 
 class ExecVMResponse(Out):
+    """How a command ended and its (possibly truncated) output."""
+
     exit_code: int
     stdout: str
     stderr: str
@@ -137,12 +165,16 @@ class ExecVMResponse(Out):
 
 
 class ConsoleTokenResponse(Out):
+    """A single-use console token and the WebSocket path it opens."""
+
     token: str
     expires_in_sec: int
     websocket_path: str
 
 
 class OrgQuotaValues(Out):
+    """vCPUs, memory, disk and snapshot count: limits or usage."""
+
     vcpu: int
     memory_mib: int = Field(alias="memoryMiB")
     disk_gib: int = Field(alias="diskGiB")
@@ -150,6 +182,8 @@ class OrgQuotaValues(Out):
 
 
 class OrgQuotaUsage(Out):
+    """An organization's limits and what it uses of them."""
+
     org_id: str
     limits: OrgQuotaValues
     usage: OrgQuotaValues

@@ -15,7 +15,9 @@ The host is guarded too: a table `inet hangar_host` in the root namespace lets t
 *from* any sandbox link (`hv*`) reach the host or be forwarded only as part of a connection
 the other side opened (plus neighbour discovery), so a sandbox can neither reach the host's
 own services nor get egress through a host that forwards IPv6. It is shared by every agent
-on the host, rewritten (identically) before each networked start, and never removed.
+on the host and never removed. Replacing a table costs an nftables commit that waits for an
+RCU grace period (~15 ms), so an agent writes it once, then before each new link only lists it
+(~2 ms) and rewrites it if it went missing or changed: no sandbox link exists without it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,18 +97,21 @@ def setup(names: Names, ipv6: str, firewall: Firewall) -> None:
     """Create the namespace, link, addresses, firewall and routes (firewall before routes)."""
     address = ipaddress.IPv6Address(ipv6)  # never anything else on an `ip` command line
     check(firewall)
-    guard_host()  # before the link exists, so there is no window without it
-    _run(["ip", "netns", "add", names.netns])
+    HOST_GUARD.ensure()  # before the link exists, so there is no window without it
     veth = names.host_veth
-    _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", names.netns])
-    for knob in ("accept_ra", "accept_redirects"):  # the sandbox must not steer the host
-        (Path("/proc/sys/net/ipv6/conf") / veth / knob).write_text("0")
+    # One `ip` per namespace. A batch stops at its first failing line.
     host = (
+        f"netns add {names.netns}\n"
+        f"link add {veth} type veth peer name eth0 netns {names.netns}\n"
         f"link set dev {veth} addrgenmode none\n"
         f"addr add {HOST_LL}/64 dev {veth} nodad\n"
         f"link set dev {veth} up\n"
     )
     _run(["ip", "-batch", "-"], host)
+    # After `up` is early enough: only the sandbox could send RAs or redirects on this link,
+    # and none of its processes exists before setup returns.
+    for knob in ("accept_ra", "accept_redirects"):  # the sandbox must not steer the host
+        (Path("/proc/sys/net/ipv6/conf") / veth / knob).write_text("0")
     guest = (
         "link set dev lo up\n"
         "link set dev eth0 addrgenmode none\n"
@@ -115,13 +121,13 @@ def setup(names: Names, ipv6: str, firewall: Firewall) -> None:
         f"route add default via {HOST_LL} dev eth0\n"
     )
     _run(["ip", "-n", names.netns, "-batch", "-"], guest)
-    apply_firewall(names, firewall)
+    _nft_in(names, ruleset(firewall, fresh=True))  # a new namespace has no table to replace
     # `add`, not `replace`: an address already routed elsewhere must fail loudly.
     _run(["ip", "-6", "route", "add", f"{address}/128", "via", GUEST_LL, "dev", veth])
 
 
-def guard_host() -> None:
-    """(Re)install the root namespace's table that keeps sandboxes off the host."""
+def guard_script() -> str:
+    """The nft script that atomically (re)creates the host guard table."""
     nd = ", ".join(ND_ONLY)
     from_sandbox = f'iifname "{VETH_PREFIX}*"'
     chains = []
@@ -135,21 +141,54 @@ def guard_host() -> None:
             "  }",
         ]
     script = [f"table {HOST_TABLE} {{}}", f"delete table {HOST_TABLE}", f"table {HOST_TABLE} {{"]
-    _run(["nft", "-f", "-"], "\n".join([*script, *chains, "}", ""]))
+    return "\n".join([*script, *chains, "}", ""])
+
+
+def host_guard_listing() -> str | None:
+    """`nft list` of the host guard table as it is now; None when it is missing."""
+    argv = ["nft", "list", "table", *HOST_TABLE.split()]  # found on PATH, as `_run` does
+    proc = subprocess.run(argv, capture_output=True, check=False)  # noqa: S603 - fixed argv
+    return proc.stdout.decode() if proc.returncode == 0 else None
+
+
+class HostGuard:
+    """Keeps the root namespace's guard table in place, writing it only when needed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # starts run in threads; one check or write at a time
+        # nft's own rendering of the table as this process wrote it: our script is not
+        # byte-for-byte what `nft list` prints back, so compare listing to listing.
+        self._written: str | None = None
+
+    def ensure(self) -> None:
+        """Write the table on first use, or if it is missing or differs from ours."""
+        with self._lock:
+            if self._written is not None and host_guard_listing() == self._written:
+                return
+            _run(["nft", "-f", "-"], guard_script())
+            self._written = host_guard_listing()
+
+
+HOST_GUARD = HostGuard()  # one per agent process, shared by its runtimes
 
 
 def apply_firewall(names: Names, firewall: Firewall) -> None:
     """Replace the namespace's `inet hangar` table in one nft transaction."""
-    _run(["nsenter", f"--net={names.netns_path}", "nft", "-f", "-"], ruleset(firewall))
+    _nft_in(names, ruleset(firewall))
 
 
-def ruleset(firewall: Firewall) -> str:
-    """The nft script for a policy: creates, flushes away and rebuilds the table atomically."""
+def _nft_in(names: Names, script: str) -> None:
+    _run(["nsenter", f"--net={names.netns_path}", "nft", "-f", "-"], script)
+
+
+def ruleset(firewall: Firewall, *, fresh: bool = False) -> str:
+    """The nft script for a policy: replaces the table atomically (only creates it if fresh)."""
     check(firewall)
     icmp = ", ".join(ICMPV6_ACCEPTED)
+    # Creating a table is cheap; any batch that deletes one waits out an RCU grace period.
+    replace = [] if fresh else [f"table {TABLE} {{}}", f"delete table {TABLE}"]
     lines = [
-        f"table {TABLE} {{}}",
-        f"delete table {TABLE}",
+        *replace,
         f"table {TABLE} {{",
         "  chain input {",
         "    type filter hook input priority filter; policy drop;",

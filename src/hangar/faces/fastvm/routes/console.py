@@ -18,15 +18,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketState
 
 from hangar.agentproto.client import AgentStream
 from hangar.core.capsules.console import LOGIN_SHELL, ConsoleService
 from hangar.core.capsules.service import CapsuleService
-from hangar.core.errors import DomainError, InvalidInput, Unauthenticated
+from hangar.core.errors import (
+    DomainError,
+    InvalidInput,
+    InvalidState,
+    Unauthenticated,
+    Unavailable,
+    UpstreamError,
+)
 from hangar.core.platform import Platform
 from hangar.faces.fastvm import schemas as f
 from hangar.faces.fastvm.deps import OrgDep
-from hangar.faces.fastvm.errors import documented_as, domain_response, error_response
+from hangar.faces.fastvm.errors import documented_as, domain_response, error_response, log
 from hangar.faces.fastvm.settings import FastVMSettings
 from hangar.web.deps import PlatformDep, SessionDep
 
@@ -54,8 +62,11 @@ async def console_token(
 
 
 @router.get("/console/ws", status_code=426)
-async def console_plain_http(id: VMId, session: Session) -> JSONResponse:
-    """A plain HTTP request to the console: it must be a WebSocket upgrade."""
+async def console_plain_http(
+    id: Annotated[str, Path(alias="id")],
+    session: Annotated[str | None, Query(alias="session")] = None,
+) -> JSONResponse:
+    """Any plain HTTP request to the console, whatever its parameters: it must be an upgrade."""
     resp = error_response(426, "upgrade required: connect with a WebSocket client")
     resp.headers["Upgrade"] = "websocket"
     resp.headers["Connection"] = "Upgrade"
@@ -76,22 +87,62 @@ async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | Non
             # The token is spent here, whatever happens next.
             await session.commit()
             capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
-            stream = await capsules.open_stream(capsule.team_id, capsule.id, "pty")
-            await session.commit()
+            # No 5xx is listed for the console: a VM whose host is down is in the wrong state.
+            with (
+                documented_as(Unavailable, InvalidState),
+                documented_as(UpstreamError, InvalidState),
+            ):
+                stream = await capsules.open_stream(capsule.team_id, capsule.id, "pty")
+            try:
+                await session.commit()
+            except BaseException:
+                await _close(stream)
+                raise
     except DomainError as exc:
         await ws.send_denial_response(domain_response(exc))
         return None
-    await stream.send(
-        {
-            "type": "start",
-            "argv": list(LOGIN_SHELL),
-            "cols": settings.console_cols,
-            "rows": settings.console_rows,
-            "env": {"TERM": "xterm-256color"},
-        }
-    )
-    await ws.accept()
+    return await start_shell(ws, stream, settings)
+
+
+async def start_shell(
+    ws: WebSocket, stream: AgentStream, settings: FastVMSettings
+) -> AgentStream | None:
+    """Start the login shell and accept the upgrade; on failure close the stream and refuse."""
+    try:
+        await stream.send(
+            {
+                "type": "start",
+                "argv": list(LOGIN_SHELL),
+                "cols": settings.console_cols,
+                "rows": settings.console_rows,
+                "env": {"TERM": "xterm-256color"},
+            }
+        )
+        await ws.accept()
+    except Exception:
+        log.warning("console start failed", exc_info=True)
+        await _close(stream)
+        await _refuse(ws)
+        return None
     return stream
+
+
+async def _close(stream: AgentStream) -> None:
+    """Close an agent stream that is of no more use, whatever state it is in."""
+    with contextlib.suppress(Exception):
+        await stream.close()
+
+
+async def _refuse(ws: WebSocket) -> None:
+    """Deny the upgrade, or close the socket when no denial can be sent any more."""
+    if ws.application_state == WebSocketState.CONNECTING:
+        try:
+            await ws.send_denial_response(error_response(409, "the console could not be started"))
+            return
+        except Exception:
+            log.info("console denial not sent", exc_info=True)
+    with contextlib.suppress(Exception):
+        await ws.close(1011, "console failed")
 
 
 def _control(text: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from hangar.core.errors import Conflict, InvalidInput
+from hangar.core.errors import Conflict, InvalidInput, Unavailable, UpstreamError
 from hangar.core.quotas.rules import QuotaExceeded
 from hangar.faces.fastvm import render
 from hangar.faces.fastvm import schemas as f
@@ -26,11 +26,13 @@ async def create_snapshot(
 ) -> f.SnapshotObject:
     """Snapshot a running VM (it keeps running); `ready`, or `error` if the host failed."""
     # createSnapshot documents no 403: a full snapshot quota is a conflict with the org's state.
-    with documented_as(QuotaExceeded, Conflict):
+    # A host that is not connected is 502: createSnapshot lists no 503.
+    with documented_as(QuotaExceeded, Conflict), documented_as(Unavailable, UpstreamError):
         template = await snapshots.begin_snapshot(org, str(body.vm_id), name=body.name)
     # Committed while `creating`, so the name is taken and the snapshot listed meanwhile.
     await session.commit()
-    template = await snapshots.finish_snapshot(template)
+    with documented_as(Unavailable, UpstreamError):
+        template = await snapshots.finish_snapshot(template)
     await session.commit()
     return render.snapshot(template)
 
@@ -61,7 +63,12 @@ async def delete_snapshot(
     id: SnapshotId, org: OrgDep, snapshots: SnapshotsDep, session: SessionDep
 ) -> f.DeleteResponse:
     """Delete a snapshot and its files."""
-    with documented_as(Conflict, InvalidInput):  # still used by VMs: deleteSnapshot has no 409
+    # Still used by VMs, or its host is down: deleteSnapshot lists no 409, 502 or 503.
+    with (
+        documented_as(Conflict, InvalidInput),
+        documented_as(Unavailable, InvalidInput),
+        documented_as(UpstreamError, InvalidInput),
+    ):
         await snapshots.delete_snapshot(org, str(id))
     await session.commit()
     return f.DeleteResponse(id=str(id), deleted=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
 from hangar.core.capsules.models import CapsuleStatus
-from hangar.core.errors import Conflict, InvalidInput, NotFound
+from hangar.core.errors import Conflict, InvalidInput, NotFound, Unavailable, UpstreamError
 from hangar.faces.fastvm import render
 from hangar.faces.fastvm import schemas as f
 from hangar.faces.fastvm.deps import OrgDep, SettingsDep
@@ -18,6 +19,11 @@ from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/vms", tags=["VMs"])
 VMId = Annotated[uuid.UUID, Path(alias="id")]
+
+
+def host_down_as_502() -> contextlib.AbstractContextManager[None]:
+    """A host that is not connected as 502: these operations list 502 but no 503."""
+    return documented_as(Unavailable, UpstreamError)
 
 
 @router.get("", response_model=list[f.VMInstance], response_model_exclude_none=True)
@@ -90,7 +96,9 @@ async def delete_vm(
     id: VMId, org: OrgDep, capsules: CapsulesDep, session: SessionDep
 ) -> f.DeleteResponse:
     """Delete a VM; from then on it is only readable (a second delete is 404)."""
-    capsule = await capsules.destroy(org, str(id))
+    # A refusal of the host (no 409 listed for deleteVM) is the host failing: 502.
+    with host_down_as_502(), documented_as(Conflict, UpstreamError):
+        capsule = await capsules.destroy(org, str(id))
     await session.commit()
     return f.DeleteResponse(id=capsule.id, deleted=True, deleted_at=capsule.destroyed_at)
 
@@ -102,7 +110,8 @@ async def replace_firewall(
     """Replace the VM's IPv6 ingress policy (`ingress` omitted means no rules)."""
     policy = render.core_policy(body)
     assert policy is not None
-    with documented_as(Conflict, InvalidInput):  # e.g. a capsule without networking
+    # Conflict: e.g. a capsule without networking.
+    with host_down_as_502(), documented_as(Conflict, InvalidInput):
         capsule = await capsules.set_firewall(org, str(id), policy)
     await session.commit()
     return render.vm(capsule)
@@ -117,7 +126,8 @@ async def patch_firewall(
     session: SessionDep,
 ) -> f.VMInstance:
     """Change the fields given of the VM's IPv6 ingress policy; the others are kept."""
-    with documented_as(Conflict, InvalidInput):  # e.g. a capsule without networking
+    # Conflict: e.g. a capsule without networking.
+    with host_down_as_502(), documented_as(Conflict, InvalidInput):
         capsule = await capsules.patch_firewall(org, str(id), body.mode, render.rules(body.ingress))
     await session.commit()
     return render.vm(capsule)
@@ -136,6 +146,7 @@ async def exec_vm(
     timeout = (
         body.timeout_sec if body.timeout_sec is not None else settings.default_exec_timeout_sec
     )
-    outcome = await capsules.exec(org, str(id), body.command, timeout)
+    with host_down_as_502():
+        outcome = await capsules.exec(org, str(id), body.command, timeout)
     await session.commit()
     return render.exec_response(outcome)
