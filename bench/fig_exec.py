@@ -8,13 +8,12 @@ and `GET /livez` on the server gives the HTTP client + server floor.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.fig_start import COMMAND, run_raw
 from bench.stack import Stack
-from bench.stats import Figure, ms, p50, timed
+from bench.stats import Figure, interleaved, ms, p50
 from hangar.agent.supervisor.client import SupervisorClient
 
 
@@ -57,16 +56,7 @@ async def measure(stack: Stack, samples: int) -> list[Figure]:
             "raw": raw,
             "http_floor": floor,
         }
-        times: dict[str, list[float]] = {name: [] for name in layers}
-        for _ in range(10):  # warm-up
-            for fn in layers.values():
-                await fn()
-        deadline = time.monotonic() + 600
-        for _ in range(samples):
-            for name, fn in layers.items():
-                times[name].append(await timed(fn))
-            if time.monotonic() > deadline:
-                break
+        times = await interleaved(layers, samples)
     finally:
         await stack.destroy(capsule)
     return [

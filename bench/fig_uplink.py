@@ -25,7 +25,7 @@ from bench.procfs import cpu_seconds
 from bench.rawhttp import RawClient
 from bench.remote import UplinkAgent
 from bench.stack import BenchError, Stack
-from bench.stats import Figure, ms, p50, percentile, timed
+from bench.stats import Figure, interleaved, ms, p50, percentile, timed
 
 MiB = 1024 * 1024
 FILE = "/home/user/bench.bin"
@@ -134,16 +134,7 @@ async def measure(stack: Stack, samples: int, size_mib: int, rounds: int) -> lis
             "uplink_agent_socket": far_socket,
             "local_agent_socket": near_socket,
         }
-        times: dict[str, list[float]] = {name: [] for name in layers}
-        for _ in range(10):  # warm-up
-            for fn in layers.values():
-                await fn()
-        deadline = time.monotonic() + 600
-        for _ in range(samples):
-            for name, fn in layers.items():
-                times[name].append(await timed(fn))
-            if time.monotonic() > deadline:
-                break
+        times = await interleaved(layers, samples)
 
         size = size_mib * MiB
         payload = os.urandom(size)  # incompressible; nothing on the path compresses anyway

@@ -44,6 +44,23 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
     return time.perf_counter() - started
 
 
+async def interleaved(
+    layers: dict[str, Callable[[], Awaitable[Any]]], samples: int, *, budget: float = 600
+) -> dict[str, list[float]]:
+    """Time each layer in turn, round after round, so load drifts hit every layer alike."""
+    times: dict[str, list[float]] = {name: [] for name in layers}
+    for _ in range(10):  # warm-up
+        for fn in layers.values():
+            await fn()
+    deadline = time.monotonic() + budget
+    for _ in range(samples):
+        for name, fn in layers.items():
+            times[name].append(await timed(fn))
+        if time.monotonic() > deadline:
+            break
+    return times
+
+
 def _clean(value: Any) -> Any:
     """NaN is not JSON: report it as null."""
     if isinstance(value, float) and math.isnan(value):
