@@ -92,13 +92,14 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Apply database migrations up to the newest."""
+    from hangar.core.datadir import secure_data_dir
     from hangar.core.db import Database
     from hangar.core.db.migrate import current_revision, upgrade
     from hangar.server.settings import Settings
 
     settings = _settings(data_dir)
     assert isinstance(settings, Settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings.data_dir)
 
     async def run() -> str | None:
         db = Database(settings.resolved_database_url())
@@ -304,9 +305,16 @@ def template_import(
     name: Annotated[str, typer.Argument(help="Name of the new base template.")],
     tarball: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Rootfs tarball.")],
     agent_dir: AgentDir = None,
+    nested_userns: Annotated[
+        bool,
+        typer.Option(
+            "--nested-userns",
+            help="Let its sandboxes create user namespaces (rootless containers inside).",
+        ),
+    ] = False,
 ) -> None:
     """Import a root filesystem tarball as a named base template."""
-    info = _template_store(agent_dir).import_tarball(name, tarball)
+    info = _template_store(agent_dir).import_tarball(name, tarball, nested_userns=nested_userns)
     console.print(f"imported [bold]{info.name}[/] at {info.rootfs}")
 
 

@@ -40,7 +40,7 @@ async def _read(core: Services, team_id: str, capsule_id: str, path: str) -> byt
 
 
 async def test_vm_gets_its_machine_type_disk_firewall_and_ipv6(
-    core: Services, team_id: str, fake_host: FakeHost
+    core: Services, team_id: str, fake_host: FakeHost, settings: CapsuleSettings
 ) -> None:
     vm = await core.capsules.create_vm(team_id, machine_type="c2m4", name=" web ", firewall=WEB)
     await core.session.commit()
@@ -54,12 +54,13 @@ async def test_vm_gets_its_machine_type_disk_firewall_and_ipv6(
     assert fake_host.runtime.firewalls[vm.id] == Firewall(
         "restricted", (PortRule("tcp", 8080, 8080, ("2001:db8::/48",)),)
     )
-    # A Wrenn capsule of the same core keeps loopback-only networking and no disk limit.
+    # A Wrenn capsule of the same core keeps loopback-only networking and gets the default disk.
     plain = await core.capsules.create(
         team_id, template="minimal", vcpus=1, memory_mb=256, timeout_sec=0
     )
     await core.session.commit()
-    assert (plain.firewall, plain.disk_gb, plain.ipv6) == (None, None, "")
+    assert (plain.firewall, plain.disk_gb, plain.ipv6) == (None, settings.default_disk_gb, "")
+    assert fake_host.runtime.specs[plain.id].disk_mb == settings.default_disk_gb * 1024
     assert fake_host.runtime.specs[plain.id].network is None
     with pytest.raises(InvalidState):
         await core.capsules.set_firewall(team_id, plain.id, FirewallPolicy("open"))

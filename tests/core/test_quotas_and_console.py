@@ -41,7 +41,7 @@ async def test_quotas_refuse_what_would_pass_a_limit(
     assert refused.value.message == "quota exceeded for vCPUs: requested 2, 1 of 3 remaining"
     with pytest.raises(QuotaExceeded, match="disk"):
         await core.capsules.create_vm(team_id, machine_type="c1m2", disk_gb=11)
-    # Wrenn's create goes through the same check; capsules without a disk size use no disk.
+    # Wrenn's create goes through the same check; its capsules get the default disk size.
     with pytest.raises(QuotaExceeded, match="vCPUs"):
         await core.capsules.create(
             team_id, template="minimal", vcpus=2, memory_mb=256, timeout_sec=0
@@ -50,7 +50,8 @@ async def test_quotas_refuse_what_would_pass_a_limit(
         team_id, template="minimal", vcpus=1, memory_mb=256, timeout_sec=0
     )
     await core.session.commit()
-    assert (await quotas.report(team_id)).usage == QuotaValues(3, 4096 + 256, 15, 0)
+    assert settings.default_disk_gb == 10
+    assert (await quotas.report(team_id)).usage == QuotaValues(3, 4096 + 256, 15 + 10, 0)
 
     snap = await core.snapshots.begin_snapshot(team_id, vm.id)
     await core.session.commit()

@@ -30,10 +30,13 @@ from .conftest import FakeHost, Services
 
 
 async def _wrenn_snapshot(core: Services, team_id: str, name: str) -> tuple[Capsule, str]:
-    """A running VM and a snapshot (by id) of a capsule made without a disk size (as Wrenn)."""
+    """A running VM and a snapshot (by id) of a capsule made without a disk size (as Wrenn
+    made them before every capsule had one)."""
     plain = await core.capsules.create(
         team_id, template="minimal", vcpus=1, memory_mb=256, timeout_sec=0
     )
+    plain.disk_gb = None
+    await core.session.commit()
     snap = await core.snapshots.create(team_id, plain.id, name, overwrite=False)
     await core.session.commit()
     assert snap.disk_gb is None

@@ -136,6 +136,32 @@ async def test_a_start_undone_after_a_destroy_holds_no_lock(
     assert vm.id not in fake_host.runtime.specs  # the start was undone
 
 
+@sqlite_only
+async def test_a_create_commits_its_reservation_and_holds_no_lock_while_it_starts(
+    core: Services, core_db: Database, fleet: Fleet, team_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = fleet.agent(static_host_id("local"))
+    real = client.create_sandbox
+    seen: list[tuple[bool, list[str]]] = []
+
+    async def probing(request: Any) -> Any:
+        # Another connection sees the reservation (the row, `starting`) before the host works.
+        assert core_db.url.database is not None
+        with sqlite3.connect(core_db.url.database) as other:
+            rows = other.execute(
+                "SELECT status FROM capsules WHERE id = ?", (request.sandbox_id,)
+            ).fetchall()
+        seen.append((write_lock_free(core_db), [r[0] for r in rows]))
+        return await real(request)
+
+    monkeypatch.setattr(client, "create_sandbox", probing)
+    capsule = await _running(core, team_id)
+    assert seen == [(True, [CapsuleStatus.STARTING])]
+    assert capsule.status == CapsuleStatus.RUNNING
+    await core.capsules.destroy(team_id, capsule.id)
+    await core.session.commit()
+
+
 @pytest.fixture
 async def other_fleet(core_db: Database, fake_host: FakeHost) -> AsyncIterator[Fleet]:
     """A fleet of one host of its own (the same agent under another name), to delete."""

@@ -31,6 +31,7 @@ def _serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         "HANGAR_CHANNELS__BACKOFF_CAP_SECONDS": "1",
         "HANGAR_CHANNELS__MAX_ATTEMPTS": "1000",
         "HANGAR_CHANNELS__POLL_SECONDS": "0.1",
+        "HANGAR_OUTBOUND__ALLOW": '["127.0.0.0/8"]',  # the receiver, on loopback
     }
     with log.open("ab") as out:
         proc = subprocess.Popen(

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from fastvm.conftest import Org, cleanup, new_org
 from fastvm.helpers import create_vm
 from support.live import LiveServer
-from support.spec import CHECKS, SPECS_DIR, check_invalid_requests, check_steered
+from support.spec import CHECKS, SPECS_DIR, check_invalid_requests, check_steered, load_spec
 
 FASTVM_SPEC = SPECS_DIR / "fastvm-openapi.yaml"
 MAX_EXAMPLES = int(os.environ.get("HANGAR_SCHEMATHESIS_EXAMPLES", "10"))
@@ -35,9 +35,7 @@ MAX_EXAMPLES = int(os.environ.get("HANGAR_SCHEMATHESIS_EXAMPLES", "10"))
 
 @pytest.fixture(scope="module")
 def schema() -> schemathesis.BaseSchema:
-    if not FASTVM_SPEC.is_file():
-        pytest.skip(f"{FASTVM_SPEC} not found; set HANGAR_SPECS_DIR to the directory holding it")
-    return schemathesis.openapi.from_path(FASTVM_SPEC)
+    return load_spec(FASTVM_SPEC)
 
 
 @dataclass

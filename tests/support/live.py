@@ -19,7 +19,7 @@ import psycopg
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from hangar.core.config import GitHubOAuthSettings
+from hangar.core.config import GitHubOAuthSettings, RequestLimitSettings
 from hangar.core.platform import Platform
 from hangar.faces.wrenn.settings import WrennSettings
 from hangar.server.app import build_app
@@ -125,6 +125,11 @@ def make_settings(data_dir: Path, database_url: str | None, github_url: str | No
         port=0,
         face_ports={},
         wrenn=WrennSettings(oauth_redirect_url=FRONTEND_URL),
+        # One server serves a whole session's sign-ups and logins from 127.0.0.1; the
+        # throttle's own tests (tests/security/test_limits.py) set tight limits.
+        limits=RequestLimitSettings(
+            auth_per_account="100000/minute", auth_per_address="100000/minute"
+        ),
         log_level="warning",
     )
 

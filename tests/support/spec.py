@@ -23,7 +23,9 @@ from schemathesis.specs.openapi.checks import (
 
 from support.live import REPO_ROOT
 
-SPECS_DIR = Path(os.environ.get("HANGAR_SPECS_DIR") or REPO_ROOT.parent / "shared" / "specs")
+# The contracts live in the repository (`specs/`, a copy of the shared ones), so a fresh clone
+# tests them; a missing document fails the suite instead of skipping its contract tests.
+SPECS_DIR = Path(os.environ.get("HANGAR_SPECS_DIR") or REPO_ROOT / "specs")
 WRENN_SPEC = SPECS_DIR / "wrenn-openapi.yaml"
 CHECKS = [
     not_a_server_error,
@@ -32,13 +34,72 @@ CHECKS = [
     response_schema_conformance,
 ]
 ALL_BUT_STATUS = [c for c in CHECKS if c is not status_code_conformance]
+# Strings no UTF-8 consumer (a database, a hash, the agent's JSON) can encode: a lone half of a
+# surrogate pair, alone or amid text. Every face must refuse a JSON body holding one with 400
+# in its error shape, never a 500; one generated example in SURROGATE_ONE_IN gets one.
+LONE_SURROGATES = st.builds(
+    lambda before, half, after: before + half + after,
+    st.text(max_size=3),
+    st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"]),
+    st.text(max_size=3),
+)
+SURROGATE_ONE_IN = 4
 
 
 def load_wrenn_schema() -> schemathesis.BaseSchema:
-    """The Wrenn OpenAPI document, or skip when this checkout has no specs beside it."""
-    if not WRENN_SPEC.is_file():
-        pytest.skip(f"{WRENN_SPEC} not found; set HANGAR_SPECS_DIR to the directory holding it")
-    return schemathesis.openapi.from_path(WRENN_SPEC)
+    """The Wrenn OpenAPI document."""
+    return load_spec(WRENN_SPEC)
+
+
+def load_spec(path: Path) -> schemathesis.BaseSchema:
+    """An OpenAPI document of `specs/`; a missing one is a failure, never a skip."""
+    if not path.is_file():
+        pytest.fail(f"{path} not found: the contracts belong in the repository's specs/")
+    return schemathesis.openapi.from_path(path)
+
+
+def with_lone_surrogate(case: Any, data: st.DataObject) -> bool:
+    """Maybe put a lone surrogate into one key or string of the case's JSON body; whether it did.
+
+    Only JSON bodies: multipart fields are decoded leniently (a surrogate becomes U+FFFD).
+    """
+    body = case.body
+    if not isinstance(body, dict | list) or "json" not in (case.media_type or ""):
+        return False
+    if data.draw(st.integers(0, SURROGATE_ONE_IN - 1), label="lone surrogate") != 0:
+        return False
+    slots: list[tuple[Any, Any, bool]] = []  # (container, key or index, whether it is a key)
+    stack: list[Any] = [body]
+    while stack:
+        node = stack.pop()
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for k, v in items:
+            if isinstance(node, dict):
+                slots.append((node, k, True))
+            if isinstance(v, str):
+                slots.append((node, k, False))
+            elif isinstance(v, dict | list):
+                stack.append(v)
+    text = data.draw(LONE_SURROGATES, label="surrogate text")
+    if not slots:
+        if isinstance(body, dict):
+            body[text] = text
+        else:
+            body.append(text)
+        return True
+    node, k, is_key = data.draw(st.sampled_from(slots), label="where")
+    if is_key:
+        node[text] = node.pop(k)
+    else:
+        node[k] = text
+    return True
+
+
+def assert_refused_as_invalid(case: Any, response: Any, headers: dict[str, str]) -> None:
+    """A body with a lone surrogate: 400 in the face's `{"error": ...}` shape, nothing else."""
+    case.validate_response(response, checks=ALL_BUT_STATUS, headers=headers)
+    assert response.status_code == 400, response.text
+    assert set(response.json()) == {"error"}, response.text
 
 
 def check_operation(
@@ -67,9 +128,13 @@ def check_operation(
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(), choice=st.sampled_from("abc"))
-    def run(case: Any, choice: str) -> None:
+    @given(case=operation.as_strategy(), choice=st.sampled_from("abc"), data=st.data())
+    def run(case: Any, choice: str, data: st.DataObject) -> None:
         prepare(case, choice)
+        if with_lone_surrogate(case, data):
+            response = case.call(base_url=base_url, session=session, headers=headers)
+            assert_refused_as_invalid(case, response, headers)
+            return
         response = case.call(base_url=base_url, session=session, headers=headers)
         responses = case.operation.definition.raw.get("responses", {})
         code = allowed_gaps.get(response.status_code)
@@ -150,6 +215,7 @@ def check_invalid_requests(
     )
     def run(case: Any, choice: str, data: st.DataObject) -> None:
         headers = prepare(case, choice, data)
+        with_lone_surrogate(case, data)  # still a 4xx in the face's shape
         response = case.call(base_url=base_url, session=session, headers=headers)
         case.validate_response(response, checks=checks, headers=headers)
         inside = urlsplit(response.request.url).path.startswith(face_prefix)

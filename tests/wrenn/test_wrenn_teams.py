@@ -190,14 +190,15 @@ async def test_delete_is_soft_and_keeps_the_slug_reserved(
     assert resp.status_code == 204
     assert resp.content == b""
 
-    # Gone for everyone through the API...
-    assert wrenn.http.get(f"/v1/teams/{lab.team_id}", headers=lab.headers).status_code == 404
-    assert wrenn.http.get(f"/v1/teams/{lab.team_id}", headers=member.headers).status_code == 404
+    # Gone for everyone through the API: tokens acting for it are refused...
+    assert wrenn.http.get(f"/v1/teams/{lab.team_id}", headers=lab.headers).status_code == 401
+    assert wrenn.http.get(f"/v1/teams/{lab.team_id}", headers=member.headers).status_code == 401
     for who in (alice, bob):
         listed = [t["id"] for t in wrenn.http.get("/v1/teams", headers=who.headers).json()]
         assert lab.team_id not in listed
-    # ...deleting again finds nothing...
-    assert wrenn.http.delete(f"/v1/teams/{lab.team_id}", headers=lab.headers).status_code == 404
+        assert wrenn.http.get(f"/v1/teams/{lab.team_id}", headers=who.headers).status_code == 403
+    # ...deleting again is refused...
+    assert wrenn.http.delete(f"/v1/teams/{lab.team_id}", headers=lab.headers).status_code == 401
 
     # ...but the row is kept, and its slug can never be handed out again.
     database = Database(server.settings.resolved_database_url())
@@ -321,8 +322,8 @@ def test_remove_member(wrenn: Wrenn, alice: Account, bob: Account) -> None:
     )
     assert resp.status_code == 204
     assert bob.user_id not in members_of(wrenn.http, alice)
-    # Bob's token for the team stops working for it at once.
-    assert wrenn.http.get(f"/v1/teams/{alice.team_id}", headers=member.headers).status_code == 403
+    # Bob's token for the team stops working at once.
+    assert wrenn.http.get(f"/v1/teams/{alice.team_id}", headers=member.headers).status_code == 401
 
 
 def test_admins_remove_members_but_never_the_owner(

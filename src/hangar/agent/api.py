@@ -82,6 +82,35 @@ def _entry(e: Any) -> WireEntry:
     )
 
 
+async def _finished_unless_disconnected(request: Request, run: asyncio.Future[Any]) -> bool:
+    """Wait for `run`; if the HTTP client hangs up first, cancel it and say False."""
+
+    async def disconnected() -> None:
+        # The body is read, so the next message is the disconnect: uvicorn sends one when the
+        # caller goes, the uplink tunnel one or a ConnectionError (the channel was cancelled).
+        # Servers never cancel the handler themselves.
+        with contextlib.suppress(ConnectionError):
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({run, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done() and not watcher.cancelled() and watcher.exception() is not None:
+            await run  # nothing to watch with: just finish
+    except BaseException:
+        run.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if run.done():
+        return True
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await run
+    return False
+
+
 def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
     """The agent's ASGI app."""
 
@@ -153,12 +182,19 @@ def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
     async def set_firewall(sandbox_id: str, body: FirewallPolicy) -> Sandbox:
         return await agent.set_firewall(sandbox_id, body)
 
-    @app.post("/v1/sandboxes/{sandbox_id}/exec")
-    async def exec_(sandbox_id: str, body: ExecRequest) -> ExecResult:
+    @app.post("/v1/sandboxes/{sandbox_id}/exec", response_model=ExecResult)
+    async def exec_(sandbox_id: str, body: ExecRequest, request: Request) -> ExecResult | Response:
         agent.require_running(sandbox_id)
-        result = await agent.runtime.exec(
-            sandbox_id, body.argv, env=body.env, cwd=body.cwd, timeout=body.timeout
+        run = asyncio.ensure_future(
+            agent.runtime.exec(
+                sandbox_id, body.argv, env=body.env, cwd=body.cwd, timeout=body.timeout
+            )
         )
+        if not await _finished_unless_disconnected(request, run):
+            # The caller gave up (its client left): cancelling closes the supervisor channel,
+            # and the supervisor kills the command's process group when its client vanishes.
+            return Response(status_code=499)
+        result = run.result()
         return ExecResult(
             exit_code=result.exit_code,
             stdout_b64=base64.b64encode(result.stdout).decode(),

@@ -72,6 +72,13 @@ class StoreTemplates:
         except TemplateError as exc:
             raise PathError(str(exc)) from exc
 
+    def allows_nested_userns(self, name: str) -> bool:
+        """The template's own opt-in (`hangar template import --nested-userns`)."""
+        try:
+            return self.store.info(name).nested_userns
+        except (TemplateNotFound, ValueError):
+            return False
+
     def snapshot_dest(self, name: str) -> Path:
         """Where the runtime writes a snapshot."""
         return self.store.snapshot_dest(name)

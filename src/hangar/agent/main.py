@@ -20,7 +20,11 @@ from hangar.agent.settings import AgentSettings
 
 def build_agent(settings: AgentSettings) -> Agent:
     """An agent with the configured runtime and template store."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Root-only: sandbox state, credentials and templates (which keep in-sandbox owners, and
+    # uid 1000 is a host account too) are nobody else's business.
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if settings.data_dir.stat().st_mode & 0o077:
+        settings.data_dir.chmod(0o700)
     ptys = PtyRegistry(
         idle_timeout=settings.pty_idle_timeout, replay_limit=settings.pty_replay_bytes
     )

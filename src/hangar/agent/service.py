@@ -211,6 +211,7 @@ class Agent:
                     egress=request.egress,
                     disk_mb=request.disk_mb,
                     network=network,
+                    nested_userns=self.templates.allows_nested_userns(request.template),
                 )
                 record = _Record(
                     request.sandbox_id,

@@ -62,6 +62,7 @@ class TemplateInfo:
     type: TemplateType
     created_at: float
     rootfs: Path
+    nested_userns: bool = False  # its sandboxes may make user namespaces (an operator's opt-in)
 
 
 def default_cache_dir() -> Path:
@@ -119,6 +120,15 @@ class TemplateStore:
         self.suite = suite
         env_cache = os.environ.get("HANGAR_TEMPLATE_CACHE")
         self.cache_dir = cache_dir or (Path(env_cache).expanduser() if env_cache else None)
+        if root.is_dir():
+            self._private_root()  # tighten a store made before templates were private
+
+    def _private_root(self) -> None:
+        """The store's root, 0700: templates keep in-sandbox owners (uid 1000 is a host account
+        too), so no host account may reach into them; sandboxes see them idmapped."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.root.stat().st_mode & 0o777 != 0o700:
+            self.root.chmod(0o700)
 
     # ------------------------------------------------------------ lookups
 
@@ -132,7 +142,11 @@ class TemplateStore:
         except FileNotFoundError:
             raise TemplateNotFound(name) from None
         return TemplateInfo(
-            name, TemplateType(meta["type"]), float(meta["created_at"]), self._dir(name) / "rootfs"
+            name,
+            TemplateType(meta["type"]),
+            float(meta["created_at"]),
+            self._dir(name) / "rootfs",
+            nested_userns=bool(meta.get("nested_userns", False)),
         )
 
     def list(self) -> list[TemplateInfo]:
@@ -159,8 +173,9 @@ class TemplateStore:
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
         """An exclusive per-name lock across threads and processes."""
+        self._private_root()
         locks = self.root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        locks.mkdir(exist_ok=True)
         with open(locks / f"{name}.lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             yield
@@ -234,7 +249,9 @@ class TemplateStore:
                 if path.is_file() and path.name != "lock":
                     path.unlink()
 
-    def import_tarball(self, name: str, tarball_path: Path) -> TemplateInfo:
+    def import_tarball(
+        self, name: str, tarball_path: Path, *, nested_userns: bool = False
+    ) -> TemplateInfo:
         """Import a rootfs tarball (any compression) with unsafe members refused."""
         with self._locked(_check_name(name)), self._staging(name) as staging:
             rootfs = staging / "rootfs"
@@ -244,7 +261,13 @@ class TemplateStore:
                     tar.extractall(rootfs, numeric_owner=True, filter=_safe_member)  # noqa: S202 - filtered
             except (tarfile.TarError, OSError) as exc:
                 raise TemplateError(f"cannot import {tarball_path}: {exc}") from exc
-            self._install(name, staging, TemplateType.BASE, source=str(tarball_path))
+            self._install(
+                name,
+                staging,
+                TemplateType.BASE,
+                source=str(tarball_path),
+                nested_userns=nested_userns,
+            )
         return self.info(name)
 
     def snapshot_dest(self, name: str) -> Path:
@@ -253,7 +276,8 @@ class TemplateStore:
         if (target / "meta.json").exists():
             raise TemplateError(f"template {name} already exists")
         shutil.rmtree(target, ignore_errors=True)  # leftovers of a failed snapshot
-        target.mkdir(parents=True)
+        self._private_root()
+        target.mkdir()
         return target / "rootfs"
 
     def register_snapshot(self, name: str, *, source: str | None = None) -> TemplateInfo:

@@ -27,6 +27,10 @@ class DirTemplates:
             raise TemplateMissing(f"no template named {name}")
         return path
 
+    def allows_nested_userns(self, name: str) -> bool:
+        """Plain directories carry no options: never."""
+        return False
+
     def snapshot_dest(self, name: str) -> Path:
         """Where a snapshot's files go."""
         return self.root / name

@@ -15,6 +15,10 @@ class Templates(Protocol):
         """The rootfs of a template, building a base template on first use."""
         ...
 
+    def allows_nested_userns(self, name: str) -> bool:
+        """Whether sandboxes of this template may create user namespaces of their own."""
+        ...
+
     def snapshot_dest(self, name: str) -> Path:
         """Where a new snapshot template's rootfs is to be written."""
         ...

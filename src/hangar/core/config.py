@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from limits import parse_many
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?i){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 def default_data_dir() -> Path:
@@ -52,9 +58,13 @@ class CapsuleSettings(BaseModel):
     # An agent sandbox without a capsule row is only destroyed after this long, so that a
     # create whose row is not yet committed is never mistaken for an orphan.
     orphan_grace_seconds: float = 600.0
+    max_disk_gb: int = Field(default=1024, ge=1)
+    # The writable disk of a capsule created without a size (every Wrenn capsule), enforced
+    # by the runtime and counted against the team's disk quota, so no capsule can fill its
+    # host's disk.
+    default_disk_gb: int = Field(default=10, ge=1)
     # Exec replies keep at most this many bytes of stdout and of stderr each; the rest is
     # dropped and reported as truncated. Agents cut at their own limit too (8 MiB by default).
-    max_disk_gb: int = Field(default=1024, ge=1)
     exec_output_limit_bytes: int = Field(default=1024 * 1024, ge=1)
     console_token_ttl_seconds: int = Field(default=60, ge=1)
     # A queued capsule is marked `error` after this many failed starts.
@@ -62,6 +72,12 @@ class CapsuleSettings(BaseModel):
     # The team limits in force; CoreSettings copies its `quotas` (HANGAR_QUOTAS__*) here so
     # every service built from CapsuleSettings enforces the configured defaults.
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+
+    @model_validator(mode="after")
+    def _default_disk_fits(self) -> CapsuleSettings:
+        if self.default_disk_gb > self.max_disk_gb:
+            raise ValueError("default_disk_gb must not exceed max_disk_gb")
+        return self
 
 
 class ChannelSettings(BaseModel):
@@ -73,6 +89,30 @@ class ChannelSettings(BaseModel):
     backoff_cap_seconds: float = 600.0
     send_timeout_seconds: float = 10.0
     poll_seconds: float = 0.5
+
+
+class OutboundSettings(BaseModel):
+    """Requests made on behalf of users (channel tests and deliveries): where they may go."""
+
+    allow_private: bool = Field(
+        default=False,
+        description="Let them reach loopback, private, link-local and this host's addresses.",
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="CIDRs (`10.1.0.0/16`) or host names they may reach though not public.",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _check_allow(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry):
+                    raise ValueError(f"not a CIDR or host name: {entry!r}") from None
+        return entries
 
 
 class HostSettings(BaseModel):
@@ -93,6 +133,28 @@ class HostSettings(BaseModel):
     memory_overcommit: float = Field(default=1.5, gt=0)
     reserve_vcpus: float = Field(default=0.0, ge=0)
     reserve_memory_mb: int = Field(default=512, ge=0)
+
+
+class RequestLimitSettings(BaseModel):
+    """What one client may send (`HANGAR_LIMITS__*`): body sizes and sign-in attempts."""
+
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest request body but file uploads (413)."
+    )
+    # `limits` notation, several joined by `;` ("10/minute;100/hour"). Every attempt counts
+    # (not only failures), so concurrent guesses cannot all pass before the first fails.
+    auth_per_account: str = Field(
+        default="10/minute", description="Sign-in and token attempts per account (429)."
+    )
+    auth_per_address: str = Field(
+        default="60/minute", description="Sign-in and token attempts per client address (429)."
+    )
+
+    @field_validator("auth_per_account", "auth_per_address")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_many(value)  # a ValueError names what is wrong with it
+        return value
 
 
 class CoreSettings(BaseSettings):
@@ -122,6 +184,7 @@ class CoreSettings(BaseSettings):
     capsules: CapsuleSettings = Field(default_factory=CapsuleSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     hosts: HostSettings = Field(default_factory=HostSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     sealing_keys: list[SecretStr] = Field(
         default_factory=list,
@@ -133,6 +196,10 @@ class CoreSettings(BaseSettings):
     )
     nats_stream: str = "HANGAR"
     nats_subject_prefix: str = "hangar.events"
+    redis_url: str | None = Field(
+        default=None, description="Redis shared by replicas for rate limits; else in memory."
+    )
+    limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
     log_level: str = "info"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 

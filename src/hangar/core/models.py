@@ -11,4 +11,5 @@ def import_all_models() -> None:
     import hangar.core.events.models
     import hangar.core.hosts.models
     import hangar.core.identity.models
-    import hangar.core.quotas.models  # noqa: F401
+    import hangar.core.quotas.models
+    import hangar.core.reservations.models  # noqa: F401

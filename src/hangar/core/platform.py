@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import httpx
-
 from hangar.core.auth.oauth import GitHubProvider, OAuthStates
 from hangar.core.auth.tokens import UserTokens
 from hangar.core.channels.registry import providers as channel_providers
 from hangar.core.config import CoreSettings
+from hangar.core.datadir import secure_data_dir
 from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
 from hangar.core.events.bus import EventBus
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.security.jwt import TokenSigner, load_or_create_keys
+from hangar.core.security.outbound import outbound_client
 from hangar.core.security.passwords import PasswordHasher
 from hangar.core.security.sealing import Sealer, load_or_create_sealing_keys
+
+
+def trusted_endpoints(settings: CoreSettings) -> list[str]:
+    """The operator-configured endpoints the core calls, exempt from the outbound guard."""
+    found = [settings.channels.telegram_api_url]
+    if settings.oauth_github is not None:
+        found += [settings.oauth_github.token_url, settings.oauth_github.api_url]
+    return found
 
 
 class Platform:
@@ -22,7 +30,7 @@ class Platform:
 
     def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(settings.data_dir)
         self.db = Database(settings.resolved_database_url(), echo=settings.database_echo)
         self.hasher = PasswordHasher()
         keys = load_or_create_keys(
@@ -31,7 +39,8 @@ class Platform:
         self.signer = TokenSigner(keys, settings.jwt_issuer)
         self.user_tokens = UserTokens(self.signer, settings.user_token_ttl_seconds)
         self.oauth_states = OAuthStates(self.signer)
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(15.0), follow_redirects=False)
+        # Every request made on behalf of users goes through the outbound guard.
+        self.http = outbound_client(settings.outbound, trusted_endpoints(settings))
         self.fleet = Fleet(settings.hosts)
         self.bus = EventBus()
         self.sealer = Sealer(

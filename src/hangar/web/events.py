@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated
 
 import anyio
@@ -21,6 +21,7 @@ from hangar.core.auth.service import AuthService
 from hangar.core.errors import DomainError, Unauthenticated
 from hangar.core.events.bus import EventBus
 from hangar.core.events.envelope import Event
+from hangar.core.identity.service import REVOCATION_EVENTS
 from hangar.core.platform import Platform
 from hangar.web.credentials import parse_bearer
 from hangar.web.deps import PlatformDep
@@ -42,9 +43,17 @@ def format_event(event: Event) -> bytes:
 
 
 async def team_events(
-    bus: EventBus, team_id: str, types: frozenset[str] | None, heartbeat: float
+    bus: EventBus,
+    team_id: str,
+    types: frozenset[str] | None,
+    heartbeat: float,
+    still_allowed: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE byte stream of one team's events, with a ping when nothing was sent a while."""
+    """The SSE byte stream of one team's events, with a ping when nothing was sent a while.
+
+    `still_allowed` is asked again whenever the team loses a member or is deleted, and at
+    every ping (in case that event was missed): the stream ends once it says no.
+    """
     async with bus.subscribe() as queue:
         yield CONNECTED
         last_sent = time.monotonic()
@@ -55,12 +64,22 @@ async def team_events(
                     raise TimeoutError
                 event = await bus.next(queue, wait)
             except TimeoutError:
+                if still_allowed is not None and not await still_allowed():
+                    return
                 last_sent = time.monotonic()
                 yield PING
                 continue
             if event is None:
                 return  # the server is stopping: end the stream instead of holding it up
-            if event.team_id != team_id or (types is not None and event.type not in types):
+            if event.team_id != team_id:
+                continue
+            if (
+                event.type in REVOCATION_EVENTS
+                and still_allowed is not None
+                and not await still_allowed()
+            ):
+                return
+            if types is not None and event.type not in types:
                 continue
             last_sent = time.monotonic()
             yield format_event(event)
@@ -108,9 +127,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-async def _team_of(platform: Platform, authorization: str | None) -> str:
+async def _team_of(platform: Platform, token: str | None) -> str:
     """The team a user token acts for; Unauthenticated or Forbidden otherwise."""
-    token = parse_bearer(authorization)
     if token is None:
         raise Unauthenticated("missing bearer token")
     async with platform.db.session() as session:  # closed before streaming starts
@@ -118,6 +136,19 @@ async def _team_of(platform: Platform, authorization: str | None) -> str:
             token
         )
     return principal.require_team()
+
+
+def _recheck(platform: Platform, token: str) -> Callable[[], Awaitable[bool]]:
+    """Whether `token` still grants its team's events (membership, team, account, expiry)."""
+
+    async def still_allowed() -> bool:
+        try:
+            await _team_of(platform, token)
+        except DomainError:
+            return False
+        return True
+
+    return still_allowed
 
 
 @router.get(
@@ -135,8 +166,9 @@ async def events(
     types: Annotated[str | None, Query(description="Only these event types: `a,b`")] = None,
 ) -> Response:
     """Stream the events of the token's team (`Authorization: Bearer <user JWT>`)."""
+    token = parse_bearer(authorization)
     try:
-        team_id = await _team_of(platform, authorization)
+        team_id = await _team_of(platform, token)
     except Unauthenticated as exc:
         response = _error(401, exc.code, exc.message)
         response.headers["WWW-Authenticate"] = "Bearer"
@@ -144,4 +176,8 @@ async def events(
     except DomainError as exc:
         return _error(403, exc.code, exc.message)
     wanted = frozenset(t.strip() for t in (types or "").split(",") if t.strip()) or None
-    return EventStreamResponse(team_events(platform.bus, team_id, wanted, HEARTBEAT_SECONDS))
+    assert token is not None  # _team_of refused a missing one
+    stream = team_events(
+        platform.bus, team_id, wanted, HEARTBEAT_SECONDS, _recheck(platform, token)
+    )
+    return EventStreamResponse(stream)

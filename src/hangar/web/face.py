@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from starlette.routing import Mount
 
 from hangar.core.platform import Platform
+from hangar.web.body import BodyGuard
 from hangar.web.correlation import CorrelationMiddleware
 
 
@@ -26,7 +27,8 @@ class Face:
 
 
 def new_face_app(platform: Platform, *, title: str, version: str, description: str) -> FastAPI:
-    """A FastAPI app set up the way every face needs (state, correlation ids, docs)."""
+    """A FastAPI app set up the way every face needs (state, correlation ids, docs, bounded
+    and valid request bodies)."""
     app = FastAPI(
         title=title,
         version=version,
@@ -36,6 +38,9 @@ def new_face_app(platform: Platform, *, title: str, version: str, description: s
         redoc_url=None,
     )
     app.state.platform = platform
+    # Inside the face (not on the main port's app), so its errors get the face's shape and
+    # the agent relay's bodies on the main port are not bounded by it.
+    app.add_middleware(BodyGuard, max_bytes=platform.settings.limits.max_body_bytes)
     app.add_middleware(CorrelationMiddleware)
     return app
 

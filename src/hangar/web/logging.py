@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 import structlog
 
@@ -14,6 +16,33 @@ def _drop_color_message(
     # uvicorn duplicates each message with ANSI colours in `extra`; keep the plain one.
     event.pop("color_message", None)
     return event
+
+
+# A URL or an absolute path followed by its query string: `/console/ws?session=<token>`.
+_QUERY = re.compile(
+    r"((?:\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#\"'<>]*)?"  # an optional scheme and host
+    r"/[^\s?#\"'<>]*)"  # a path
+    r"\?[^\s#\"'<>]*"  # its query string
+)
+
+
+def without_query_strings(value: Any) -> Any:
+    """`value` with the query string of every URL or path in it removed (recursively)."""
+    if isinstance(value, str):
+        return _QUERY.sub(r"\1", value) if "?" in value else value
+    if isinstance(value, dict):
+        return {k: without_query_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(without_query_strings(v) for v in value)
+    return value
+
+
+def _drop_query_strings(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    # Query strings carry secrets (console tokens, OAuth codes and tokens), and libraries log
+    # them: uvicorn writes every WebSocket's path with its query. None reaches the output.
+    return {k: without_query_strings(v) for k, v in event.items()}
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -44,6 +73,9 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _drop_color_message,
+                # Tracebacks become text first, so that they are scrubbed like the rest.
+                structlog.processors.format_exc_info,
+                _drop_query_strings,
                 renderer,
             ],
         )
@@ -57,3 +89,6 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request's full URL at INFO; a Telegram bot token is part of its path.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))

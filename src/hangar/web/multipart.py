@@ -17,6 +17,8 @@ from typing import Any
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from hangar.web.body import allow_body
+
 FIELD_LIMIT = 64 * 1024
 
 
@@ -48,6 +50,8 @@ async def stream_upload(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FIELD_LIMIT:
         raise UploadTooLarge(f"file exceeds {limit} bytes")
+    # The file's own limit (with room for the small fields) replaces the face's body limit.
+    allow_body(request, limit + 4 * FIELD_LIMIT)
 
     fields: dict[str, str] = {}
     events: list[tuple[str, bytes]] = []  # filled by parser callbacks, drained per chunk

@@ -28,6 +28,9 @@ class OneTemplate:
     async def ensure(self, name: str) -> Path:
         return self.rootfs
 
+    def allows_nested_userns(self, name: str) -> bool:
+        return False
+
     def snapshot_dest(self, name: str) -> Path:
         raise NotImplementedError
 

@@ -110,6 +110,7 @@ class SandboxSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     disk_mb: int | None = None  # size of the writable layer; None: bounded by the host only
     network: NetworkConfig | None = None  # None: loopback only
+    nested_userns: bool = False  # allow user namespaces inside (a template's opt-in)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from hangar.core.config import GitHubOAuthSettings
 from hangar.core.errors import Conflict, InvalidInput, NotFound, UpstreamError
 from hangar.core.identity import rules
 from hangar.core.security.jwt import TokenSigner
+from hangar.core.security.outbound import OPERATOR_ENDPOINT
 
 STATE_AUDIENCE = "hangar:oauth-state"
 STATE_TTL_SECONDS = 600
@@ -29,7 +30,11 @@ class OAuthProfile:
 
 
 class GitHubProvider:
-    """GitHub's OAuth web flow. Endpoints come from settings so tests can stand in for GitHub."""
+    """GitHub's OAuth web flow. Endpoints come from settings so tests can stand in for GitHub.
+
+    Its requests are marked as going to operator-configured endpoints: `http` (the outbound
+    guard's client) lets them through to exactly those origins, wherever they are.
+    """
 
     name = "github"
 
@@ -61,6 +66,7 @@ class GitHubProvider:
                     "redirect_uri": redirect_uri,
                 },
                 headers={"Accept": "application/json"},
+                extensions=OPERATOR_ENDPOINT,
             )
             token_resp.raise_for_status()
             access_token = token_resp.json().get("access_token")
@@ -70,13 +76,17 @@ class GitHubProvider:
                 "Authorization": f"Bearer {access_token}",
                 "Accept": "application/vnd.github+json",
             }
-            user_resp = await self.http.get(f"{self.settings.api_url}/user", headers=auth)
+            user_resp = await self.http.get(
+                f"{self.settings.api_url}/user", headers=auth, extensions=OPERATOR_ENDPOINT
+            )
             user_resp.raise_for_status()
             user: dict[str, Any] = user_resp.json()
             email = user.get("email")
             if not email:
                 emails_resp = await self.http.get(
-                    f"{self.settings.api_url}/user/emails", headers=auth
+                    f"{self.settings.api_url}/user/emails",
+                    headers=auth,
+                    extensions=OPERATOR_ENDPOINT,
                 )
                 emails_resp.raise_for_status()
                 email = next(

@@ -98,14 +98,29 @@ class AuthService:
         return self._signed_in(user, team, membership)
 
     async def authenticate(self, token: str) -> Principal:
-        """The principal behind a user token; the account must still exist."""
+        """The principal behind a user token, checked against the database on every use.
+
+        A JWT lives for hours, so its claims alone prove nothing about now: the account, its
+        membership of the token's team and that team must still exist, and the role is the
+        one the database holds. A removed member's or a deleted team's tokens are refused
+        from the commit that removed them on, on every face, stream and event stream.
+        """
         claims = self.tokens.verify(token)
         user = await self.users.get(claims.user_id)
         if user is None:
             raise Unauthenticated("invalid or expired token")
+        role = None
+        if claims.team_id is not None:
+            membership = await self.teams.active_membership(claims.team_id, user.id)
+            if membership is None:
+                raise Unauthenticated(
+                    "this token's team access was revoked; sign in again", code="access_revoked"
+                )
+            role = membership.role
         return Principal(
             kind=CredentialKind.USER_TOKEN,
             team_id=claims.team_id,
             user_id=user.id,
             is_platform_admin=user.is_platform_admin,
+            role=role,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import CursorResult, delete, or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.capsules.models import Capsule, CapsuleStatus, ConsoleToken
@@ -61,22 +61,29 @@ class ConsoleService:
         """Spend a token of `capsule_id`; the capsule it opens, else Unauthenticated.
 
         One conditional UPDATE, so of two concurrent redeems exactly one changes the row: the
-        loser's UPDATE waits for the winner's commit and then matches nothing.
+        loser's UPDATE waits for the winner's commit and then matches nothing. It matches the
+        token alone, not the capsule: a token presented for another capsule is spent too, and
+        then refused, so a token that leaked through a wrong URL is worth nothing afterwards.
         """
         now = utcnow()
-        result = await self.session.execute(
-            update(ConsoleToken)
-            .where(
-                ConsoleToken.token_hash == hash_secret(token),
-                ConsoleToken.capsule_id == capsule_id,
-                ConsoleToken.used_at.is_(None),
-                ConsoleToken.expires_at > now,
+        spent = (
+            (
+                await self.session.execute(
+                    update(ConsoleToken)
+                    .where(
+                        ConsoleToken.token_hash == hash_secret(token),
+                        ConsoleToken.used_at.is_(None),
+                        ConsoleToken.expires_at > now,
+                    )
+                    .values(used_at=now)
+                    .returning(ConsoleToken.capsule_id)
+                    .execution_options(synchronize_session=False)
+                )
             )
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
+            .scalars()
+            .all()
         )
-        assert isinstance(result, CursorResult)
-        if result.rowcount != 1:
+        if spent != [capsule_id]:
             raise Unauthenticated("console token is invalid, already used or expired")
         capsule = await self.capsules.get_any(capsule_id)
         if capsule is None or capsule.status == CapsuleStatus.STOPPED:

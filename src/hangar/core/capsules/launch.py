@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 
+from sqlalchemy import CursorResult, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentClient, AgentError
@@ -34,8 +36,16 @@ def new_capsule(
     firewall: FirewallPolicy | None,
     machine_type: str | None,
 ) -> Capsule:
-    """A checked, unsaved capsule row; its host is chosen later."""
+    """A checked, unsaved capsule row; its host is chosen later.
+
+    Without a `disk_gb` it gets the configured default: every capsule has a bounded disk.
+    """
     check_resources(settings, vcpus, memory_mb, timeout_sec)
+    disk = (
+        settings.default_disk_gb
+        if disk_gb is None
+        else check_disk_gb(settings, disk_gb, BASE_DISK_GB)
+    )
     return Capsule(
         id=new_id(),
         team_id=team_id,
@@ -47,7 +57,7 @@ def new_capsule(
         status=CapsuleStatus.STARTING,
         name=check_name(name),
         machine_type=machine_type,
-        disk_gb=check_disk_gb(settings, disk_gb, BASE_DISK_GB),
+        disk_gb=disk,
         firewall=to_json(validated(firewall)) if firewall is not None else None,
         source_name=machine_type or template,
     )
@@ -63,8 +73,8 @@ def snapshot_capsule(
 ) -> Capsule:
     """An unsaved capsule sized like a snapshot (and its source), with its disk and firewall.
 
-    The disk is the size asked for, else the snapshot's, else the base; `on_snapshot` refuses
-    one smaller than the snapshot's.
+    The disk is the size asked for, else the snapshot's (at least the base); `on_snapshot`
+    refuses one smaller than the snapshot's.
     """
     if firewall is None and snapshot.firewall is not None:
         firewall = from_json(snapshot.firewall)
@@ -76,8 +86,9 @@ def snapshot_capsule(
         snapshot.memory_mb or settings.min_memory_mb,
         0,
         name=name,
-        # Always a real, enforced (and quota-counted) disk: a snapshot Wrenn made has no size.
-        disk_gb=disk_gb if disk_gb is not None else snapshot.disk_gb or BASE_DISK_GB,
+        # A machine's disk is at least the base, also from a snapshot of a smaller capsule
+        # (or of one made before every capsule had a disk size).
+        disk_gb=disk_gb if disk_gb is not None else max(snapshot.disk_gb or 0, BASE_DISK_GB),
         firewall=firewall,
         machine_type=source.machine_type if source is not None else None,
     )
@@ -120,17 +131,56 @@ async def start_sandbox(handle: AgentHandle, capsule: Capsule, host_template: st
         raise translate(exc) from exc
 
 
-def mark_running(capsule: Capsule, handle: AgentHandle, sandbox: Sandbox) -> None:
-    """Record on the row that its sandbox runs on `handle`'s host."""
+async def record_running(
+    session: AsyncSession,
+    capsule_id: str,
+    handle: AgentHandle,
+    sandbox: Sandbox,
+    *,
+    claimed_before: datetime | None = None,
+    created: bool = False,
+) -> bool:
+    """Record a claimed (`starting`) capsule's sandbox as running on its host; not committed.
+
+    Conditional on the claim still standing (still `starting` on that host; with
+    `claimed_before`, claimed before then), so a destroy or a requeue committed meanwhile
+    wins: False, and the caller undoes its start. Emits capsule.running (after
+    capsule.created with `created`, for a create answered only once it runs).
+    """
     now = utcnow()
-    capsule.host_id = handle.host_id
-    capsule.host_ip = handle.host_ip
-    capsule.status = CapsuleStatus.RUNNING
-    capsule.status_reason = None
-    capsule.guest_ip = sandbox.guest_ip
-    capsule.ipv6 = sandbox.ipv6
-    capsule.started_at = now
-    capsule.last_active_at = now
+    where = [
+        Capsule.id == capsule_id,
+        Capsule.status == CapsuleStatus.STARTING,
+        Capsule.host_id == handle.host_id,
+    ]
+    if claimed_before is not None:
+        where.append(Capsule.claimed_at < claimed_before)
+    status = CapsuleStatus.PAUSED if sandbox.status == "paused" else CapsuleStatus.RUNNING
+    result = await session.execute(
+        update(Capsule)
+        .where(*where)
+        .values(
+            status=status,
+            status_reason=None,
+            host_ip=handle.host_ip,
+            guest_ip=sandbox.guest_ip,
+            ipv6=sandbox.ipv6,
+            started_at=now,
+            last_active_at=now,
+            claimed_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        return False
+    capsule = await session.get(Capsule, capsule_id, populate_existing=True)
+    assert capsule is not None
+    if created:
+        capsule_event(session, "capsule.created", capsule)
+    capsule_event(session, "capsule.running", capsule)
+    return True
 
 
 async def template_ready(client: AgentClient, host_template: str) -> bool:

@@ -65,7 +65,8 @@ class Capsule(TimestampedModel):
     destroyed_at: Mapped[datetime | None] = mapped_column(default=None)
     name: Mapped[str | None] = mapped_column(String(64), default=None)
     machine_type: Mapped[str | None] = mapped_column(String(16), default=None)
-    # Writable disk in GiB, enforced by the runtime; None: no limit (Wrenn capsules).
+    # Writable disk in GiB, enforced by the runtime (the configured default when not asked
+    # for); None only on capsules made before every capsule had one: no limit.
     disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
     # JSON firewall policy (capsules.firewall); None: loopback-only networking, no IPv6.
     firewall: Mapped[str | None] = mapped_column(Text, default=None)
@@ -77,6 +78,10 @@ class Capsule(TimestampedModel):
     # limit holds across replicas and restarts, and when the current claim was taken.
     start_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When a destroy asked its host, committed before asking: a crash between the host's
+    # destroy and the row's leaves this set, and the reconciler finishes the destroy instead
+    # of taking the vanished sandbox for a lost one (`missing`, still held against the quota).
+    destroying_since: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class TemplateKind(enum.StrEnum):

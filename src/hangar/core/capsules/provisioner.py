@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from sqlalchemy import CursorResult, select, update
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Sandbox
-from hangar.core.capsules.launch import capsule_event, start_sandbox
+from hangar.core.capsules.launch import record_running, start_sandbox
 from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
 from hangar.core.capsules.repository import CapsuleRepository
 from hangar.core.clock import utcnow
@@ -157,7 +157,9 @@ class Provisioner:
                 await self._waiting(session, capsule, f"waiting for a host: {exc.message}")
                 return
             # The claim: committed before the host is asked (so the host's sandbox is never an
-            # orphan), and only one replica's UPDATE finds the row still pending.
+            # orphan), and only one replica's UPDATE finds the row still pending. `place` holds
+            # the hosts in the reservation ledger until this commit, so no other claim or
+            # create counts the same room.
             claimed = await session.execute(
                 update(Capsule)
                 .where(Capsule.id == capsule_id, Capsule.status == CapsuleStatus.PENDING)
@@ -207,7 +209,7 @@ class Provisioner:
     async def _started(self, capsule_id: str, handle: AgentHandle, sandbox: Sandbox) -> None:
         """Finish our claim: running, unless the claim no longer stands (then undo the start)."""
         async with self.db.session() as session:
-            if not await self._finish(session, capsule_id, handle, sandbox):
+            if not await record_running(session, capsule_id, handle, sandbox):
                 # Even an UPDATE that matched nothing holds SQLite's write lock: end it
                 # before the agent is asked anything.
                 await session.rollback()
@@ -224,48 +226,6 @@ class Provisioner:
                 return
             await session.commit()
         log.info("capsule.provisioned", capsule_id=capsule_id, host_id=handle.host_id)
-
-    async def _finish(
-        self,
-        session: AsyncSession,
-        capsule_id: str,
-        handle: AgentHandle,
-        sandbox: Sandbox,
-        *,
-        claimed_before: datetime | None = None,
-    ) -> bool:
-        """Record a claimed capsule's sandbox as running on its host (capsule.running)."""
-        now = utcnow()
-        where = [
-            Capsule.id == capsule_id,
-            Capsule.status == CapsuleStatus.STARTING,
-            Capsule.host_id == handle.host_id,
-        ]
-        if claimed_before is not None:
-            where.append(Capsule.claimed_at < claimed_before)
-        status = CapsuleStatus.PAUSED if sandbox.status == "paused" else CapsuleStatus.RUNNING
-        result = await session.execute(
-            update(Capsule)
-            .where(*where)
-            .values(
-                status=status,
-                status_reason=None,
-                host_ip=handle.host_ip,
-                guest_ip=sandbox.guest_ip,
-                ipv6=sandbox.ipv6,
-                started_at=now,
-                last_active_at=now,
-                claimed_at=None,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if _rowcount(result) != 1:
-            return False
-        capsule = await session.get(Capsule, capsule_id, populate_existing=True)
-        assert capsule is not None
-        capsule_event(session, "capsule.running", capsule)
-        return True
 
     async def _failed(self, capsule_id: str, host_id: str, reason: str) -> None:
         """Our claimed start failed: back to the queue, or `error` once out of attempts."""
@@ -336,7 +296,9 @@ class Provisioner:
             elif await HostRepository(session).get(host_id) is not None:
                 return  # another replica's host, or one about to be taken down
             if handle is not None and sandbox is not None and sandbox.status != "stopped":
-                if await self._finish(session, capsule_id, handle, sandbox, claimed_before=cutoff):
+                if await record_running(
+                    session, capsule_id, handle, sandbox, claimed_before=cutoff
+                ):
                     await session.commit()
                     log.warning("capsule.claim_recovered", capsule_id=capsule_id, running=True)
                 return

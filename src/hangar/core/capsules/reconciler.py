@@ -8,14 +8,17 @@ import time
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Sandbox
+from hangar.core.capsules.launch import capsule_event
 from hangar.core.capsules.models import Capsule, CapsuleStatus, UsageSample
 from hangar.core.capsules.provisioner import provision_pending
 from hangar.core.capsules.repository import CapsuleRepository
 from hangar.core.capsules.service import CapsuleService
+from hangar.core.capsules.teardown import sweep_deleted_teams
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings, HostSettings
 from hangar.core.db import Database
@@ -26,6 +29,11 @@ from hangar.core.hosts.models import HostStatus
 from hangar.core.hosts.repository import HostRepository
 
 log = structlog.get_logger("hangar.capsules.reconciler")
+
+# A destroy noted this long ago is finished here: recorded done if its host no longer has
+# the sandbox, else asked again. One in flight takes seconds; one older was interrupted (its
+# replica died) or its host failed.
+DESTROY_GRACE = timedelta(seconds=30)
 
 
 class CapsuleReconciler:
@@ -57,6 +65,7 @@ class CapsuleReconciler:
         """One pass of every job."""
         await self.auto_pause()
         await self.sync_hosts()
+        await sweep_deleted_teams(self.db, self.fleet, self.settings)
         await provision_pending(self.db, self.fleet, self.settings)
         if time.monotonic() - self._last_usage >= self.settings.usage_sample_seconds:
             self._last_usage = time.monotonic()
@@ -104,9 +113,14 @@ class CapsuleReconciler:
                     await self._host_down(handle.host_id, why)
                 continue  # its capsules are left to the host's state until it is seen again
             reported = {s.sandbox_id: s for s in listed}
-            known = await self._sync_host(handle.host_id, reported, polled_at)
-            if known is None:
+            synced = await self._sync_host(handle.host_id, reported, polled_at)
+            if synced is None:
                 continue  # no host row (deleted): its sandboxes are not ours to judge
+            known, undestroyed = synced
+            for capsule_id in undestroyed:  # a destroy that did not reach it: again
+                log.warning("capsule.destroy_retried", capsule_id=capsule_id)
+                with contextlib.suppress(AgentError):
+                    await handle.client.destroy_sandbox(capsule_id)
             grace = time.time() - self.settings.orphan_grace_seconds
             for sandbox_id, sandbox in reported.items():
                 if sandbox_id not in known and sandbox.started_at < grace:
@@ -116,8 +130,12 @@ class CapsuleReconciler:
 
     async def _sync_host(
         self, host_id: str, reported: dict[str, Sandbox], polled_at: datetime
-    ) -> set[str] | None:
-        """Bring the host row up and its capsule rows in line; the capsule ids it has."""
+    ) -> tuple[set[str], list[str]] | None:
+        """Bring the host row up and its capsule rows in line.
+
+        Returns the capsule ids the host has, and those whose noted destroy the host still
+        has not done (to be asked again, after this commit).
+        """
         async with self.db.session() as session:
             host = await HostRepository(session).get(host_id)
             if host is None:
@@ -128,12 +146,22 @@ class CapsuleReconciler:
             if alive_again:
                 log.info("host.up", host_id=host_id)
             known: set[str] = set()
+            undestroyed: list[str] = []
             for capsule in await CapsuleRepository(session).all_live():
                 if capsule.host_id != host_id:
                     continue
                 known.add(capsule.id)
                 if capsule.updated_at >= polled_at:
                     continue  # created, paused or resumed since the poll: newer than it
+                if capsule.destroying_since is not None:
+                    # Left to the destroy that noted it while that may still be under way.
+                    if capsule.destroying_since >= polled_at - DESTROY_GRACE:
+                        continue
+                    if capsule.id in reported:
+                        undestroyed.append(capsule.id)
+                    else:
+                        await _finish_destroy(session, capsule)
+                    continue
                 target = _reported_state(capsule.status, reported.get(capsule.id))
                 if target is None or target == (capsule.status, capsule.status_reason):
                     continue
@@ -146,7 +174,7 @@ class CapsuleReconciler:
                     .execution_options(synchronize_session=False)
                 )
             await session.commit()
-            return known
+            return known, undestroyed
 
     async def _host_down(self, host_id: str, reason: str) -> None:
         """A configured agent stopped answering: its host goes unreachable (once)."""
@@ -172,6 +200,31 @@ class CapsuleReconciler:
                     UsageSample(team_id=team_id, sampled_at=now, running=n, vcpus=v, memory_mb=m)
                 )
             await session.commit()
+
+
+async def _finish_destroy(session: AsyncSession, capsule: Capsule) -> None:
+    """A noted destroy whose sandbox is gone from its host: record it done (its release).
+
+    Conditional on the row still being as read, so a destroy that committed meanwhile is
+    not recorded twice.
+    """
+    now = utcnow()
+    result = await session.execute(
+        update(Capsule)
+        .where(
+            Capsule.id == capsule.id,
+            Capsule.status == capsule.status,
+            Capsule.destroying_since.is_not(None),
+        )
+        .values(status=CapsuleStatus.STOPPED, destroyed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount == 1:
+        done = await session.get(Capsule, capsule.id, populate_existing=True)
+        assert done is not None
+        capsule_event(session, "capsule.destroyed", done)
+        log.warning("capsule.destroy_finished", capsule_id=capsule.id)
 
 
 def _reported_state(status: str, sandbox: Sandbox | None) -> tuple[str, str | None] | None:

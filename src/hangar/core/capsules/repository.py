@@ -13,7 +13,6 @@ from hangar.core.capsules.models import (
     Capsule,
     CapsuleStatus,
     MetricSample,
-    SnapshotStatus,
     Template,
     UsageSample,
 )
@@ -70,19 +69,6 @@ class CapsuleRepository:
             .order_by(Capsule.created_at)
         )
         return result.scalars().all()
-
-    async def team_totals(self, team_id: str) -> tuple[int, int, int]:
-        """(vcpus, memory_mb, disk_gb) reserved by a team's live capsules."""
-        row = (
-            await self.session.execute(
-                select(
-                    func.coalesce(func.sum(Capsule.vcpus), 0),
-                    func.coalesce(func.sum(Capsule.memory_mb), 0),
-                    func.coalesce(func.sum(func.coalesce(Capsule.disk_gb, 0)), 0),
-                ).where(Capsule.team_id == team_id, Capsule.status != CapsuleStatus.STOPPED)
-            )
-        ).one()
-        return int(row[0]), int(row[1]), int(row[2])
 
     async def snapshot_users(self, team_id: str, snapshot_id: str, name: str) -> list[str]:
         """Ids of a team's live capsules whose filesystem sits on a snapshot."""
@@ -164,15 +150,6 @@ class TemplateRepository:
                 select(Template).where(Template.team_id == team_id, Template.id == template_id)
             )
         ).scalar_one_or_none()
-
-    async def count_for_team(self, team_id: str) -> int:
-        """How many snapshot templates a team keeps; failed ones (their files gone) do not count."""
-        count = await self.session.scalar(
-            select(func.count())
-            .select_from(Template)
-            .where(Template.team_id == team_id, Template.status != SnapshotStatus.ERROR)
-        )
-        return int(count or 0)
 
     async def list_for_team(self, team_id: str) -> Sequence[Template]:
         """A team's snapshot templates, newest first."""

@@ -1,4 +1,9 @@
-"""Capsule lifecycle, commands and files. Services never commit; the caller does."""
+"""Capsule lifecycle, commands and files.
+
+Services never commit, the caller does, with two exceptions that must: a create commits its
+reservation before any agent is asked (and its outcome after), and a destroy notes itself
+before asking the host.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hangar.agentproto.client import AgentStream, AsyncFile
 from hangar.agentproto.models import ExecRequest, FileEntry, MetricPoint
 from hangar.core.capsules.agents import agent_call
-from hangar.core.capsules.firewall import DEFAULT_POLICY, FirewallPolicy
-from hangar.core.capsules.launch import (
-    capsule_event,
-    mark_running,
-    new_capsule,
-    on_snapshot,
-    snapshot_capsule,
-    start_sandbox,
-    template_ready,
-)
-from hangar.core.capsules.machine_types import BASE_DISK_GB
-from hangar.core.capsules.machine_types import machine_type as lookup_machine_type
-from hangar.core.capsules.models import Capsule, CapsuleStatus, MetricSample, Template
+from hangar.core.capsules.creation import CapsuleCreation
+from hangar.core.capsules.launch import capsule_event
+from hangar.core.capsules.models import Capsule, CapsuleStatus, MetricSample
 from hangar.core.capsules.networking import CapsuleNetworking
 from hangar.core.capsules.repository import CapsuleRepository, TemplateRepository
 from hangar.core.capsules.rules import check_name, sandbox_path
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
-from hangar.core.errors import DomainError, InvalidInput, InvalidState, NotFound, Unavailable
-from hangar.core.fleet.gateway import AgentHandle, Fleet
+from hangar.core.errors import DomainError, InvalidInput, InvalidState, NotFound
+from hangar.core.fleet.gateway import Fleet
 from hangar.core.quotas.service import QuotaService
 
-DEFAULT_TEMPLATE = "minimal"
+# Capsules whose destroy must reach their host, or fail (pending and starting ones are left
+# to their claim's holder, missing ones have nothing left there).
+ASKS_HOST_TO_DESTROY = (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED, CapsuleStatus.ERROR)
 
 
 @dataclass(frozen=True)
@@ -50,8 +47,8 @@ class ExecOutcome:
     stderr_truncated: bool
 
 
-class CapsuleService(CapsuleNetworking):
-    """What a team can do with its capsules (firewall operations in networking.py)."""
+class CapsuleService(CapsuleCreation, CapsuleNetworking):
+    """What a team can do with its capsules (creates in creation.py, firewalls in networking.py)."""
 
     def __init__(self, session: AsyncSession, fleet: Fleet, settings: CapsuleSettings) -> None:
         self.session = session
@@ -85,146 +82,6 @@ class CapsuleService(CapsuleNetworking):
             raise InvalidState(f"capsule is {capsule.status}, not running")
         return capsule
 
-    async def create(
-        self,
-        team_id: str,
-        *,
-        template: str,
-        vcpus: int,
-        memory_mb: int,
-        timeout_sec: int,
-        name: str | None = None,
-        disk_gb: int | None = None,
-        firewall: FirewallPolicy | None = None,
-        machine_type: str | None = None,
-        queue: bool = False,
-    ) -> Capsule:
-        """Place and start a capsule; nothing is left behind if the host fails to start it.
-
-        `machine_type` sets vcpus and memory; `firewall` gives it an IPv6 address behind that
-        policy; with `queue`, one no host can start now is kept `pending` for the provisioner.
-        """
-        if machine_type is not None:
-            size = lookup_machine_type(machine_type)
-            vcpus, memory_mb = size.vcpus, size.memory_mb
-        capsule = new_capsule(
-            self.settings,
-            team_id,
-            template,
-            vcpus,
-            memory_mb,
-            timeout_sec,
-            name=name,
-            disk_gb=disk_gb,
-            firewall=firewall,
-            machine_type=machine_type,
-        )
-        snapshot = await self.templates.get(team_id, template)
-        if snapshot is not None:
-            return await self._start_from(capsule, snapshot, queue=queue)
-        handle = await self._place(capsule, queue, None)
-        if handle is None:
-            return await self._queue(capsule)
-        host_template = template
-        if template != DEFAULT_TEMPLATE:  # every host can build the default: skip the call
-            async with agent_call():
-                listed = await handle.client.list_templates()
-            if template not in {t.name for t in listed if t.type == "base"}:
-                raise InvalidInput(f"unknown template: {template}")
-        elif queue and not await template_ready(handle.client, template):
-            # Building the default takes minutes: answer now, start it in the background.
-            return await self._queue(capsule)
-        return await self._start(capsule, handle, host_template)
-
-    async def _start_from(self, capsule: Capsule, snapshot: Template, *, queue: bool) -> Capsule:
-        """Start a capsule on a snapshot template; snapshots live on one host."""
-        on_snapshot(capsule, snapshot)
-        handle = await self._place(capsule, queue, snapshot.host_id)
-        if handle is None:
-            return await self._queue(capsule)
-        return await self._start(capsule, handle, snapshot.host_template)
-
-    async def _place(
-        self, capsule: Capsule, queue: bool, host_id: str | None
-    ) -> AgentHandle | None:
-        """After the team's quota allows it, a host; None when none can take it and `queue`."""
-        team_id, vcpus, memory_mb = capsule.team_id, capsule.vcpus, capsule.memory_mb
-        await self.quotas.check_capsule(team_id, vcpus, memory_mb, capsule.disk_gb)
-        try:
-            return await self.fleet.place(self.session, team_id, vcpus, memory_mb, host_id=host_id)
-        except Unavailable:
-            if not queue:
-                raise
-            return None
-
-    async def _start(self, capsule: Capsule, handle: AgentHandle, host_template: str) -> Capsule:
-        sandbox = await start_sandbox(handle, capsule, host_template)
-        mark_running(capsule, handle, sandbox)
-        self.session.add(capsule)
-        self._event("capsule.created", capsule)
-        self._event("capsule.running", capsule)
-        await self.session.flush()
-        return capsule
-
-    async def _queue(self, capsule: Capsule) -> Capsule:
-        # No host until the provisioner picks one, so it reserves no host's room meanwhile.
-        capsule.host_id = ""
-        capsule.status = CapsuleStatus.PENDING
-        capsule.status_reason = "waiting for a host"
-        self.session.add(capsule)
-        self._event("capsule.created", capsule)
-        await self.session.flush()
-        return capsule
-
-    async def create_vm(
-        self,
-        team_id: str,
-        *,
-        machine_type: str,
-        name: str | None = None,
-        disk_gb: int | None = None,
-        firewall: FirewallPolicy | None = None,
-        queue: bool = False,
-    ) -> Capsule:
-        """A machine of a type: default template, base disk, IPv6 behind `firewall` (closed)."""
-        return await self.create(
-            team_id,
-            template=DEFAULT_TEMPLATE,
-            vcpus=0,  # both from the machine type
-            memory_mb=0,
-            timeout_sec=0,  # machines never auto-pause
-            name=name,
-            disk_gb=BASE_DISK_GB if disk_gb is None else disk_gb,
-            firewall=DEFAULT_POLICY if firewall is None else firewall,
-            machine_type=machine_type,
-            queue=queue,
-        )
-
-    async def create_from_snapshot(
-        self,
-        team_id: str,
-        snapshot_id: str,
-        *,
-        name: str | None = None,
-        disk_gb: int | None = None,
-        firewall: FirewallPolicy | None = None,
-        queue: bool = False,
-        networked: bool = True,
-    ) -> Capsule:
-        """Start a capsule from a team's ready snapshot, with its size, disk and firewall.
-
-        `networked` (a VM) gives it an IPv6 address behind the default policy when neither
-        `firewall` nor the snapshot (say, of a capsule another face made) has a policy.
-        """
-        snapshot = await self.templates.get_by_id(team_id, snapshot_id) if snapshot_id else None
-        if snapshot is None:
-            raise NotFound("snapshot not found")
-        if networked and firewall is None and snapshot.firewall is None:
-            firewall = DEFAULT_POLICY
-        source = await self.capsules.get_any(snapshot.source_capsule_id)
-        capsule = snapshot_capsule(self.settings, snapshot, source, name, disk_gb, firewall)
-        return await self._start_from(capsule, snapshot, queue=queue)
-
     async def rename(self, team_id: str, capsule_id: str, name: str) -> Capsule:
         """Give a capsule a new display name."""
         capsule = await self.get(team_id, capsule_id)
@@ -242,7 +99,18 @@ class CapsuleService(CapsuleNetworking):
         return capsule
 
     async def destroy_row(self, capsule: Capsule) -> None:
-        """Destroy a capsule already loaded."""
+        """Destroy a capsule already loaded; its row's reservation is released with it.
+
+        Before its host is asked, the destroy is noted on the row and committed: if the
+        control plane dies between the host's destroy and the row's, the reconciler finds
+        the note and finishes the destroy, instead of taking the vanished sandbox for a lost
+        one (`missing`, still held against the quota). A host that fails keeps the note too
+        (its call may have done the work); the reconciler retries it.
+        """
+        if capsule.host_id and capsule.status in ASKS_HOST_TO_DESTROY:
+            self.fleet.agent(capsule.host_id)  # not connected: refused now, nothing noted
+            capsule.destroying_since = utcnow()
+            await self.session.commit()
         await self.destroy_sandbox(capsule)
         await self.mark_destroyed(capsule)
 

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Template as HostTemplate
 from hangar.core.capsules.agents import agent_call
+from hangar.core.capsules.creation import DEFAULT_TEMPLATE
 from hangar.core.capsules.models import CapsuleStatus, SnapshotStatus, Template, TemplateKind
 from hangar.core.capsules.repository import TemplateRepository
 from hangar.core.capsules.rules import MAX_NAME, check_name, check_template_name
-from hangar.core.capsules.service import DEFAULT_TEMPLATE, CapsuleService
+from hangar.core.capsules.service import CapsuleService
 from hangar.core.clock import utcnow
 from hangar.core.errors import Conflict, DomainError, InvalidState, NotFound
 from hangar.core.events.outbox import record
@@ -60,7 +61,10 @@ class SnapshotService:
     async def create(
         self, team_id: str, capsule_id: str, name: str | None, *, overwrite: bool
     ) -> Template:
-        """Save a capsule as a template, then destroy the capsule (as Wrenn does)."""
+        """Save a capsule as a template, then destroy the capsule (as Wrenn does).
+
+        Commits once before asking the host when the name takes a new snapshot slot.
+        """
         name = check_template_name(name) if name else f"template-{secrets.token_hex(4)}"
         capsule = await self.capsules.get(team_id, capsule_id)
         if capsule.status not in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED):
@@ -70,34 +74,52 @@ class SnapshotService:
             raise Conflict(f"a template named {name} already exists")
         if name == DEFAULT_TEMPLATE or await self._is_base(team_id, name):
             raise Conflict(f"{name} is a base template")
-        if existing is None or existing.status == SnapshotStatus.ERROR:  # a failed one counts not
-            await self.quotas.check_snapshot(team_id)
         agent = self.fleet.agent(capsule.host_id)
-        host_template = f"snap-{new_id()}"
-        async with agent_call():
-            made = await agent.snapshot(capsule.id, host_template)
-        # Every agent call before any write: a flush would hold the database's write lock
-        # (SQLite) while the agent works.
-        if existing is not None:
-            async with agent_call():
-                await self.fleet.agent(existing.host_id).delete_template(existing.host_template)
-        await self.capsules.destroy_sandbox(capsule)
-        if existing is not None:
-            await self.session.delete(existing)
-            await self.session.flush()
         template = Template(
             team_id=team_id,
             name=name,
-            host_template=host_template,
+            host_template=f"snap-{new_id()}",
             host_id=capsule.host_id,
             vcpus=capsule.vcpus,
             memory_mb=capsule.memory_mb,
-            size_bytes=made.size_bytes,
+            size_bytes=0,
+            status=SnapshotStatus.CREATING,
             source_capsule_id=capsule.id,
             firewall=capsule.firewall,
             disk_gb=capsule.disk_gb,
         )
-        await self._save_named(template, name)  # a racing create of the same name: 409
+        # A new name takes a snapshot slot (a failed one held none): reserved first, as a
+        # `creating` row committed before the host is asked, so racing snapshots cannot pass
+        # the quota together (the check holds the team until this commit). Overwriting a
+        # kept snapshot takes no new slot.
+        reserved = existing is None or existing.status == SnapshotStatus.ERROR
+        if reserved:
+            await self.quotas.check_snapshot(team_id)
+            if existing is not None:  # failed: its files went when it failed
+                await self.session.delete(existing)
+                await self.session.flush()
+            await self._save_named(template, name)  # a racing create of the same name: 409
+            await self.session.commit()
+        try:
+            async with agent_call():
+                made = await agent.snapshot(capsule.id, template.host_template)
+        except DomainError:
+            if reserved:  # the slot is free again
+                await self.session.delete(template)
+                await self.session.commit()
+            raise
+        # Every agent call before any write: a flush would hold the database's write lock
+        # (SQLite) while the agent works.
+        if existing is not None and not reserved:
+            async with agent_call():
+                await self.fleet.agent(existing.host_id).delete_template(existing.host_template)
+        await self.capsules.destroy_sandbox(capsule)
+        template.status = SnapshotStatus.READY
+        template.size_bytes = made.size_bytes
+        if existing is not None and not reserved:
+            await self.session.delete(existing)
+            await self.session.flush()
+            await self._save_named(template, name)  # a racing create of the same name: 409
         record(
             self.session,
             "template.snapshot.created",
@@ -194,7 +216,6 @@ class SnapshotService:
         capsule = await self.capsules.get(team_id, capsule_id)
         if capsule.status not in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED):
             raise InvalidState(f"capsule is {capsule.status}, not running")
-        await self.quotas.check_snapshot(team_id)
         stamped = name is None
         if name is None:
             # A stamped name is never a base template's: no need to ask the hosts.
@@ -204,6 +225,9 @@ class SnapshotService:
                 name = f"{name}-{secrets.token_hex(2)}"
         else:
             name = await self._free_name(team_id, check_name(name) or "")
+        # After the hosts were asked about the name: the check holds the team (the database's
+        # write lock, on SQLite) until the caller commits this row (see reservations/ledger.py).
+        await self.quotas.check_snapshot(team_id)
         template = Template(
             id=new_id(),
             team_id=team_id,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -24,6 +28,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _private_sqlite_files(database: str | None) -> None:
+    """The SQLite file and its sidecars 0600: they hold password hashes and channel secrets.
+
+    The file is made 0600 before SQLite first opens it; SQLite then gives the -wal, -shm and
+    -journal files it creates the database file's mode. Files an older version left readable
+    are tightened here, at start.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.is_dir():
+        return  # SQLite reports the missing directory itself
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDECARS)):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(file.stat().st_mode) & 0o077:
+                os.chmod(file, 0o600)
+
+
 class Database:
     """One engine and its session factory."""
 
@@ -32,6 +58,7 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 10}
+            _private_sqlite_files(self.url.database)
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)

@@ -13,6 +13,7 @@ from hangar.core.fleet.placement import Candidate, Capacity, Request, check_host
 from hangar.core.fleet.relay import Relays
 from hangar.core.hosts.models import Host
 from hangar.core.hosts.repository import HostRepository
+from hangar.core.reservations.ledger import Ledger, Reserved
 from hangar.core.security.jwt import TokenSigner
 
 
@@ -106,9 +107,10 @@ class Fleet:
     ) -> AgentHandle:
         """The least-loaded host that may run a new capsule of `team_id`, or `host_id`'s.
 
-        Raises `Unavailable` (`host_unavailable` or `no_capacity`). Two creates placed at the
-        same moment can both count the same free room: the reservation is only visible once
-        the capsule row is committed.
+        Raises `Unavailable` (`host_unavailable` or `no_capacity`). On success the hosts it
+        chose among are held in the reservation ledger until the caller's transaction ends:
+        the caller records the capsule on the chosen host and commits before asking any
+        agent, so no other placement counts the same room (reservations/ledger.py).
         """
         repo = HostRepository(session)
         request = Request(team_id, vcpus, memory_mb, byoc_only=await repo.byoc_only(team_id))
@@ -120,17 +122,31 @@ class Fleet:
         if self.relays is not None:
             for row in rows:
                 self.relays.note(row.id, row.uplink_replica)
-        used = await repo.reservations([h.id for h in rows])
-        candidates = [self._candidate(h, used.get(h.id, (0, 0))) for h in rows]
-        if host_id is not None:
-            chosen = check_host(candidates[0] if candidates else None, request, self.capacity)
-        else:
-            chosen = choose(candidates, request, self.capacity)
+        ledger = Ledger(session)
+        ids = [h.id for h in rows]
+        # A first choice without holding anything, so a full fleet refuses (and an idle
+        # queue waits) without taking a lock; then the same choice again under the hold,
+        # on what is reserved now.
+        self._choose(rows, await ledger.hosts(ids), request, host_id)
+        await ledger.hold_hosts(ids)
+        chosen = self._choose(rows, await ledger.hosts(ids), request, host_id)
         handle = self._reachable(chosen.host_id)
         assert handle is not None  # `connected` said so
         return handle
 
-    def _candidate(self, host: Host, used: tuple[int, int]) -> Candidate:
+    def _choose(
+        self,
+        rows: list[Host],
+        used: dict[str, Reserved],
+        request: Request,
+        host_id: str | None,
+    ) -> Candidate:
+        candidates = [self._candidate(h, used.get(h.id, Reserved())) for h in rows]
+        if host_id is not None:
+            return check_host(candidates[0] if candidates else None, request, self.capacity)
+        return choose(candidates, request, self.capacity)
+
+    def _candidate(self, host: Host, used: Reserved) -> Candidate:
         return Candidate(
             host_id=host.id,
             type=host.type,
@@ -140,8 +156,8 @@ class Fleet:
             or (self.relays is not None and self.relays.owner(host.id) is not None),
             cpu_cores=host.cpu_cores,
             memory_mb=host.memory_mb,
-            used_vcpus=used[0],
-            used_memory_mb=used[1],
+            used_vcpus=used.vcpus,
+            used_memory_mb=used.memory_mb,
         )
 
     async def aclose(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,13 +22,6 @@ from hangar.core.hosts.models import (
 )
 
 REACHABLE = [HostStatus.ONLINE, HostStatus.DRAINING]
-# Capsules that hold their reservation on a host (missing, error and stopped ones do not).
-RESERVING = [
-    CapsuleStatus.PENDING,
-    CapsuleStatus.STARTING,
-    CapsuleStatus.RUNNING,
-    CapsuleStatus.PAUSED,
-]
 
 
 class HostRepository:
@@ -159,17 +152,6 @@ class HostRepository:
             .order_by(Host.id)
         )
         return result.scalars().all()
-
-    async def reservations(self, host_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """host id -> (vCPUs, MB) reserved by its capsules."""
-        if not host_ids:
-            return {}
-        result = await self.session.execute(
-            select(Capsule.host_id, func.sum(Capsule.vcpus), func.sum(Capsule.memory_mb))
-            .where(Capsule.host_id.in_(host_ids), Capsule.status.in_(RESERVING))
-            .group_by(Capsule.host_id)
-        )
-        return {h: (int(v or 0), int(m or 0)) for h, v, m in result.all()}
 
     async def byoc_only(self, team_id: str) -> bool:
         """Whether a team is pinned to its own BYOC hosts."""

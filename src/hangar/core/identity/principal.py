@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from hangar.core.identity.models import Role
+
 
 class CredentialKind(enum.StrEnum):
     """How the caller proved who they are."""
@@ -22,6 +24,8 @@ class Principal:
     user_id: str | None
     is_platform_admin: bool = False
     api_key_id: str | None = None
+    # A user token's role in its team, as the database had it when the request began.
+    role: Role | None = None
 
     def require_team(self) -> str:
         """The team this credential acts for."""

@@ -100,6 +100,21 @@ class TeamRepository:
         await self.session.delete(membership)
         await self.session.flush()
 
+    async def active_membership(self, team_id: str, user_id: str) -> Membership | None:
+        """A user's membership of a team that is not deleted, read fresh from the database."""
+        stmt = (
+            select(Membership)
+            .join(Team, Team.id == Membership.team_id)
+            .where(
+                Membership.team_id == team_id,
+                Membership.user_id == user_id,
+                Team.deleted_at.is_(None),
+            )
+            # Bypass the identity map: a row this session already holds may be stale.
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def teams_of(self, user_id: str) -> Sequence[tuple[Team, Membership]]:
         """Active teams a user belongs to, oldest membership first."""
         stmt = (

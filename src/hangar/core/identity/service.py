@@ -5,16 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hangar.core.apikeys.models import ApiKey
 from hangar.core.clock import utcnow
 from hangar.core.errors import Forbidden, InvalidInput, NotFound
+from hangar.core.events.outbox import record
 from hangar.core.identity import rules
 from hangar.core.identity.models import Membership, Role, Team, User
 from hangar.core.identity.principal import Principal
 from hangar.core.identity.repository import TeamRepository, UserRepository
 
 USER_SEARCH_LIMIT = 10
+# Recorded when someone loses a team's access; open event streams re-check on them.
+MEMBER_REMOVED = "team.member_removed"
+TEAM_DELETED = "team.deleted"
+REVOCATION_EVENTS = frozenset({MEMBER_REMOVED, TEAM_DELETED})
 _SLUG_ATTEMPTS = 8
 
 
@@ -30,6 +37,7 @@ class TeamService:
     """Everything about teams and who belongs to them."""
 
     def __init__(self, session: AsyncSession) -> None:
+        self.session = session
         self.teams = TeamRepository(session)
         self.users = UserRepository(session)
 
@@ -92,11 +100,27 @@ class TeamService:
         return acc.team
 
     async def delete(self, principal: Principal, team_id: str) -> Team:
-        """Soft-delete a team (owner only); its slug stays taken for good."""
+        """Soft-delete a team (owner only); its slug stays taken for good.
+
+        From the commit on, every token and key of the team is refused (authentication
+        checks the team on each request) and its keys are gone. Its capsules are the
+        caller's next step (capsules/teardown.py), once this is committed.
+        """
         acc = await self.access(principal, team_id)
         if acc.membership.role is not Role.OWNER:
             raise Forbidden("only the owner can delete the team", code="insufficient_role")
-        acc.team.deleted_at = utcnow()
+        # Conditional, so of two concurrent deletes exactly one records the deletion.
+        done = await self.session.execute(
+            update(Team)
+            .where(Team.id == team_id, Team.deleted_at.is_(None))
+            .values(deleted_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(done, "rowcount", 0) != 1:
+            raise NotFound("team not found", code="team_not_found")
+        await self.session.execute(delete(ApiKey).where(ApiKey.team_id == team_id))
+        record(self.session, TEAM_DELETED, team_id=team_id, payload={"team_id": team_id})
+        await self.session.refresh(acc.team)
         return acc.team
 
     async def add_member(
@@ -139,7 +163,13 @@ class TeamService:
         target = await self._target(team_id, user_id)
         if target.role is Role.OWNER:
             raise Forbidden("the owner cannot be removed", code="owner_immutable")
-        await self.teams.remove_membership(target)
+        await self._remove(target)
+
+    async def _remove(self, membership: Membership) -> None:
+        """Delete a membership; the member's tokens for the team are refused from the commit."""
+        team_id, user_id = membership.team_id, membership.user_id
+        await self.teams.remove_membership(membership)
+        record(self.session, MEMBER_REMOVED, team_id=team_id, payload={"user_id": user_id})
 
     async def leave(self, principal: Principal, team_id: str) -> None:
         """Leave a team; the owner must delete it instead."""
@@ -148,7 +178,7 @@ class TeamService:
             raise Forbidden(
                 "the owner cannot leave; delete the team instead", code="owner_cannot_leave"
             )
-        await self.teams.remove_membership(acc.membership)
+        await self._remove(acc.membership)
 
 
 class UserService:

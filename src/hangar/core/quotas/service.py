@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hangar.core.capsules.repository import CapsuleRepository, TemplateRepository
 from hangar.core.config import QuotaSettings
 from hangar.core.errors import InvalidInput, NotFound
 from hangar.core.identity.models import Team
 from hangar.core.quotas.repository import QuotaRepository
 from hangar.core.quotas.rules import QuotaExceeded, QuotaReport, QuotaValues, excess
+from hangar.core.reservations.ledger import Ledger
 
 
 class QuotaService:
@@ -19,6 +19,7 @@ class QuotaService:
         self.session = session
         self.settings = settings
         self.repo = QuotaRepository(session)
+        self.ledger = Ledger(session)
 
     async def limits(self, team_id: str) -> QuotaValues:
         """The limits in force: the team's own where set, else the configured defaults."""
@@ -38,10 +39,10 @@ class QuotaService:
         )
 
     async def usage(self, team_id: str) -> QuotaValues:
-        """What the team's live capsules reserve and how many snapshots it keeps."""
-        vcpus, memory_mb, disk_gb = await CapsuleRepository(self.session).team_totals(team_id)
-        snapshots = await TemplateRepository(self.session).count_for_team(team_id)
-        return QuotaValues(vcpus, memory_mb, disk_gb, snapshots)
+        """What the team's live capsules reserve and how many snapshots it keeps (the ledger)."""
+        held = await self.ledger.team(team_id)
+        snapshots = await self.ledger.team_snapshots(team_id)
+        return QuotaValues(held.vcpus, held.memory_mb, held.disk_gb, snapshots)
 
     async def report(self, team_id: str) -> QuotaReport:
         """Limits and current usage."""
@@ -50,14 +51,20 @@ class QuotaService:
     async def check_capsule(
         self, team_id: str, vcpus: int, memory_mb: int, disk_gb: int | None
     ) -> None:
-        """Refuse a new capsule of this size when it would pass a limit (QuotaExceeded)."""
+        """Refuse a new capsule of this size when it would pass a limit (QuotaExceeded).
+
+        Holds the team in the ledger until the transaction ends: insert the capsule row and
+        commit before asking any agent, so no other create of the team checks in between.
+        """
         await self._check(team_id, QuotaValues(vcpus, memory_mb, disk_gb or 0, 0))
 
     async def check_snapshot(self, team_id: str) -> None:
-        """Refuse one more snapshot when the team keeps as many as it may."""
+        """Refuse one more snapshot when the team keeps as many as it may (holds, as above)."""
         await self._check(team_id, QuotaValues(snapshot_count=1))
 
     async def _check(self, team_id: str, requested: QuotaValues) -> None:
+        # The hold first: usage read before it could miss a racing create's row.
+        await self.ledger.hold_team(team_id)
         reason = excess(await self.limits(team_id), await self.usage(team_id), requested)
         if reason is not None:
             raise QuotaExceeded(reason)

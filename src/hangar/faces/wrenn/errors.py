@@ -39,6 +39,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "too_large",
     415: "invalid_request",
+    429: "rate_limited",
 }
 
 

@@ -11,10 +11,11 @@ are never the agent's children and survive it; a restarted agent finds them agai
 `recover()`. Under systemd, give the agent's unit
 `KillMode=process` (or `Delegate=yes`) so stopping it does not kill its cgroup's leftovers.
 
-Needs root: overlay mounts and cgroups are host-wide (no rootless mode, hence no user
-namespace). Memory snapshots are not supported: CRIU does not work on this platform's
-kernels, so `snapshot` captures the root filesystem only, and `pause` keeps memory by
-freezing processes in place.
+Needs root: overlay mounts, cgroups and id ranges are host-wide (no rootless mode). Every
+sandbox has a user namespace of its own, mapped to a host id range no other live sandbox and
+no host account uses (see `userns`), and a seccomp filter (see `seccomp`). Memory
+snapshots are not supported: CRIU does not work on this platform's kernels, so `snapshot`
+captures the root filesystem only, and `pause` keeps memory by freezing processes in place.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from hangar.agent.runtimes.base import (
     StartFailed,
     Usage,
 )
-from hangar.agent.runtimes.jail import fs, lifecycle, net
+from hangar.agent.runtimes.jail import fs, lifecycle, net, userns
 from hangar.agent.runtimes.jail.cgroups import Cgroups, detect
 from hangar.agent.runtimes.jail.sandbox import (
     SANDBOX_ID,
@@ -71,8 +72,10 @@ class JailRuntime(Runtime):
         cgroups: Cgroups | None = None,
         bwrap: str = "bwrap",
         ready_timeout: float = 20.0,
+        slots: userns.SlotAllocator | None = None,
     ) -> None:
         self.state_root = state_root
+        self.slots = slots or userns.SlotAllocator()
         self.bwrap = bwrap
         self.ready_timeout = ready_timeout
         self._cgroups = cgroups
@@ -188,7 +191,7 @@ class JailRuntime(Runtime):
     def _start(self, record: Record, layout: Layout) -> None:
         """Blocking part of create: directories, disk, overlay, network, cgroups, bwrap."""
         names = self.net_names(record.sandbox_id) if record.ipv6 else None
-        lifecycle.start(record, layout, self.cgroups, self.bwrap, names)
+        lifecycle.start(record, layout, self.cgroups, self.bwrap, names, self.slots)
 
     async def _wait_ready(self, record: Record, layout: Layout) -> None:
         """Ping the supervisor until it answers; fail fast if the sandbox's init died."""
@@ -198,13 +201,16 @@ class JailRuntime(Runtime):
         """Kill, unmount, remove network, cgroups and the state dir; safe on partial state."""
         layout = self.layout(sandbox_id)
         names = self.net_names(sandbox_id)  # what a start that died early would have made
+        slot = None
         with contextlib.suppress(OSError, ValueError, TypeError):
             record = Record.load(layout.state)
             if record.netns:
                 names = net.Names(record.netns, record.host_veth)
+            if record.uid_slot is not None:
+                slot = self.slots.slot(record.uid_slot)
             if record.init_pid and self._alive(record):  # even if its cgroup went missing
                 os.kill(record.init_pid, signal.SIGKILL)
-        lifecycle.teardown(sandbox_id, layout, self.cgroups, names)
+        lifecycle.teardown(sandbox_id, layout, self.cgroups, names, slot, self.slots)
 
     async def recover(self) -> list[SandboxInfo]:
         """Re-adopt live sandboxes from their state dirs; clean up the dead ones."""
@@ -222,7 +228,19 @@ class JailRuntime(Runtime):
                     continue
                 self._records[entry.name] = record
                 found.append(self._info(record))
+        live = {r.uid_slot for r in self._records.values() if r.uid_slot is not None}
+        await asyncio.to_thread(self._release_orphan_slots, live)
         return found
+
+    def _release_orphan_slots(self, live: set[int]) -> None:
+        """Free id ranges a crash left taken (allocated, but no live sandbox records them)."""
+        for slot in self.slots.owned_by(self.state_root):
+            if slot.index in live:
+                continue
+            with contextlib.suppress(OSError):
+                fs.unmount(slot.root)
+                fs.unmount(slot.io)
+                self.slots.release(slot)
 
     def _live_record(self, sandbox_id: str) -> Record | None:
         """The record of a sandbox whose init still runs on its mounted root, else None."""
@@ -285,6 +303,10 @@ class JailRuntime(Runtime):
             finally:
                 if state is SandboxState.RUNNING:
                     await asyncio.to_thread(self.cgroups.set_frozen, sandbox_id, False)
+            if record.uid_slot is not None:  # back to in-sandbox owners: no host ids kept
+                await asyncio.to_thread(
+                    userns.shift_owners, dest, self.slots.slot(record.uid_slot).base
+                )
         return await asyncio.to_thread(fs.allocated_bytes, dest)
 
     async def set_firewall(self, sandbox_id: str, firewall: Firewall) -> None:

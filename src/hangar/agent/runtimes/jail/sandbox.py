@@ -16,7 +16,7 @@ from typing import Any
 
 from hangar.agent.runtimes.base import Firewall, PortRule, SandboxSpec
 from hangar.agent.runtimes.jail.disk import MAX_MB, MIN_MB
-from hangar.agent.supervisor import SCRIPT
+from hangar.agent.runtimes.jail.userns import Slot
 from hangar.agent.supervisor.supervisor import SOCKET_NAME
 
 SANDBOX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -34,7 +34,9 @@ BASE_ENV = {
 IN_SANDBOX = "/run/hangar"  # a tmpfs inside the sandbox: nothing of ours lands in the overlay
 # The supervisor needs these to become the sandbox user and to create its home; everything
 # it starts runs as that user with no capabilities at all (and bwrap sets no_new_privs).
+# They are capabilities of the sandbox's own user namespace only: none reaches the host.
 SUPERVISOR_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL")
+RUN_TMPFS_BYTES = 1024 * 1024  # config, socket and the read-only files below: a few KiB
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Record:
     firewall: dict[str, Any] | None = None  # asdict(Firewall) as last applied
     netns: str = ""
     host_veth: str = ""
+    uid_slot: int | None = None  # its host id range (see userns); None before allocation
+    nested_userns: bool = False  # the template lets its sandboxes make user namespaces
 
     @classmethod
     def from_spec(cls, spec: SandboxSpec, cgroup_version: int) -> Record:
@@ -73,6 +77,7 @@ class Record:
             disk_mb=spec.disk_mb,
             ipv6=spec.network.ipv6 if spec.network else "",
             firewall=asdict(spec.network.firewall) if spec.network else None,
+            nested_userns=spec.nested_userns,
         )
 
     def policy(self) -> Firewall | None:
@@ -125,6 +130,11 @@ class Layout:
         return self.root / "disk"
 
     @property
+    def lower(self) -> Path:
+        """Mount point of the template's idmapped bind while the overlay is being mounted."""
+        return self.root / "lower"
+
+    @property
     def upper(self) -> Path:
         """The overlay's writable layer: everything the sandbox changed."""
         return (self.disk if self.disk.is_dir() else self.root) / "upper"
@@ -141,8 +151,13 @@ class Layout:
 
     @property
     def run(self) -> Path:
-        """Root-only directory shared with the supervisor: its config and its socket."""
+        """A tmpfs owned by the sandbox's root: the supervisor's config and socket."""
         return self.root / "run"
+
+    @property
+    def run_ro(self) -> Path:
+        """Host-root-owned files in that tmpfs, bound read-only into the sandbox."""
+        return self.run / "ro"
 
     @property
     def socket(self) -> Path:
@@ -187,8 +202,8 @@ def validate(spec: SandboxSpec) -> None:
         raise ValueError(f"rootfs {spec.rootfs} has no /usr/bin/python3 for the supervisor")
 
 
-def write_config(layout: Layout, env: Mapping[str, str]) -> None:
-    """The supervisor's configuration, readable by root only."""
+def write_config(layout: Layout, env: Mapping[str, str], owner: int) -> None:
+    """The supervisor's configuration, readable by the sandbox's root (host uid `owner`) only."""
     config = {
         "uid": UID,
         "gid": GID,
@@ -201,33 +216,61 @@ def write_config(layout: Layout, env: Mapping[str, str]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(config, f)
+    os.chown(path, owner, owner)
+
+
+def write_readonly(layout: Layout, files: Mapping[str, str | bytes]) -> None:
+    """Files the sandbox may read but never change: owned by host root, outside its range."""
+    layout.run_ro.mkdir(mode=0o755)
+    for name, content in files.items():
+        path = layout.run_ro / name
+        data = content.encode() if isinstance(content, str) else content
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
 
 def bwrap_argv(
-    bwrap: str, layout: Layout, hostname: str, info_fd: int, *, own_netns: bool = False
+    bwrap: str,
+    slot: Slot,
+    hostname: str,
+    info_fd: int,
+    *,
+    userns_fd: int,
+    seccomp_fd: int,
+    own_netns: bool = False,
 ) -> list[str]:
-    """bwrap's command line: every namespace but the user one (we are root).
+    """bwrap's command line: run as the slot's root, inside the sandbox's user namespace.
 
-    Loopback only, unless `own_netns`: then bwrap already runs inside the sandbox's own
-    network namespace (see `launch`) and keeps it instead of making an empty one.
+    bwrap never runs as host root: `setpriv` drops to the range's root first (losing every
+    host capability), and bwrap enters the namespace that range owns. Its sources are the
+    slot's directory, the one path that uid can reach. Loopback only, unless `own_netns`:
+    then bwrap already runs inside the sandbox's own network namespace (see `launch`) and
+    keeps it instead of making an empty one.
     """
     caps = [arg for cap in SUPERVISOR_CAPS for arg in ("--cap-add", cap)]
     net = [] if own_netns else ["--unshare-net"]
+    ro = slot.io / "ro"
     return [
+        "setpriv", f"--reuid={slot.base}", f"--regid={slot.base}", "--clear-groups",
         bwrap,
-        "--bind", str(layout.merged), "/",
+        "--userns", str(userns_fd), "--uid", "0", "--gid", "0",
+        "--bind", str(slot.root), "/",
         "--proc", "/proc",
         "--ro-bind", "/proc/sys", "/proc/sys",  # sysctls obey uid 0 alone: keep them out
+        "--ro-bind", str(ro / "cpuinfo"), "/proc/cpuinfo",
+        "--ro-bind", str(ro / "meminfo"), "/proc/meminfo",
         "--dev", "/dev",
         "--perms", "1777", "--tmpfs", "/dev/shm",  # noqa: S108 - inside the sandbox
         "--tmpfs", "/run",
-        "--ro-bind", str(SCRIPT), f"{IN_SANDBOX}/supervisor.py",
-        "--bind", str(layout.run), f"{IN_SANDBOX}/io",
+        "--ro-bind", str(ro / "supervisor.py"), f"{IN_SANDBOX}/supervisor.py",
+        "--bind", str(slot.io), f"{IN_SANDBOX}/io",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", *net, "--unshare-cgroup",
         "--hostname", hostname,
         "--as-pid-1",  # the supervisor is init: it reaps orphans, and its death ends all
         "--new-session",
         "--info-fd", str(info_fd),
+        "--seccomp", str(seccomp_fd),
         "--cap-drop", "ALL", *caps,
         "--clearenv", "--setenv", "PATH", BASE_ENV["PATH"], "--setenv", "LANG", "C.UTF-8",
         "--chdir", "/",
@@ -253,6 +296,7 @@ def launch(
     cgroup_files: Sequence[Path],
     timeout: float = 10.0,
     netns: Path | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> int:
     """Start bwrap detached from us (new session, re-parented to init); returns the init pid.
 
@@ -270,7 +314,7 @@ def launch(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                pass_fds=(info_w,),
+                pass_fds=(info_w, *pass_fds),
                 preexec_fn=lambda: _join_cgroups(cgroup_files),
             )
             proc.wait()

@@ -8,6 +8,16 @@ from typing import Any
 
 import httpx
 
+from hangar.core.security.outbound import OPERATOR_ENDPOINT
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
+
 
 class ProviderError(Exception):
     """The destination refused or could not be reached; the message says why."""
@@ -37,7 +47,7 @@ class Provider(abc.ABC):
         if missing:
             raise ValueError(f"{self.name} config needs {', '.join(missing)}")
         for key in self.url_fields:
-            if not str(config[key]).startswith(("https://", "http://")):
+            if not _is_http_url(str(config[key]).strip()):
                 raise ValueError(f"{key} must be an http(s) URL")
         return {k: str(config[k]).strip() for k in self.required}
 
@@ -55,16 +65,29 @@ async def post_json(
     body: Any,
     headers: dict[str, str] | None = None,
     content: bytes | None = None,
-) -> httpx.Response:
-    """Send and turn transport failures and non-2xx answers into ProviderError."""
+    *,
+    operator_endpoint: bool = False,
+) -> int:
+    """Send; the status code of a 2xx answer, else ProviderError.
+
+    `http` is the outbound guard's client. The answer's body is never read, let alone shown:
+    the channel test would otherwise print what an internal service said. Every failure to
+    deliver (a refused destination, a closed port, a timeout, DNS) reads the same, so the
+    message is no probe of what lies where.
+    """
     try:
-        if content is not None:
-            response = await http.request(method, url, content=content, headers=headers)
-        else:
-            response = await http.request(method, url, json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise ProviderError(f"cannot reach {httpx.URL(url).host}: {type(exc).__name__}") from exc
-    if response.status_code >= 300:
-        detail = response.text[:300].strip()
-        raise ProviderError(f"HTTP {response.status_code} from {httpx.URL(url).host}: {detail}")
-    return response
+        request = http.build_request(
+            method,
+            url,
+            json=body if content is None else None,
+            content=content,
+            headers=headers,
+            extensions=OPERATOR_ENDPOINT if operator_endpoint else None,
+        )
+        response = await http.send(request, stream=True)
+        await response.aclose()
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise ProviderError("could not deliver: the destination could not be reached") from exc
+    if not 200 <= response.status_code < 300:
+        raise ProviderError(f"the destination answered HTTP {response.status_code}")
+    return response.status_code

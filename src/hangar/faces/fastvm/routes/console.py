@@ -79,13 +79,16 @@ async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | Non
     settings: FastVMSettings = ws.app.state.fastvm_settings
     try:
         async with platform.db.session() as session:
-            # The spec lists 400 (not 401) for this operation: a bad token is a bad request.
-            with documented_as(Unauthenticated, InvalidInput):
-                capsule = await ConsoleService(session, platform.settings.capsules).redeem(
-                    capsule_id, token
-                )
-            # The token is spent here, whatever happens next.
-            await session.commit()
+            try:
+                # The spec lists 400 (not 401) for this operation: a bad token is a bad request.
+                with documented_as(Unauthenticated, InvalidInput):
+                    capsule = await ConsoleService(session, platform.settings.capsules).redeem(
+                        capsule_id, token
+                    )
+            finally:
+                # The token is spent here, whatever happens next: also when it was refused
+                # because it was presented for another VM.
+                await session.commit()
             capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
             # No 5xx is listed for the console: a VM whose host is down is in the wrong state.
             with (

@@ -6,7 +6,7 @@ import contextlib
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from hangar.core.capsules.models import CapsuleStatus
 from hangar.core.errors import Conflict, InvalidInput, NotFound, Unavailable, UpstreamError
@@ -15,6 +15,7 @@ from hangar.faces.fastvm import schemas as f
 from hangar.faces.fastvm.deps import OrgDep, SettingsDep
 from hangar.faces.fastvm.errors import documented_as
 from hangar.web.deps import SessionDep
+from hangar.web.disconnect import CLIENT_CLOSED_REQUEST, ClientGone, unless_disconnected
 from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/vms", tags=["VMs"])
@@ -141,12 +142,19 @@ async def exec_vm(
     capsules: CapsulesDep,
     settings: SettingsDep,
     session: SessionDep,
-) -> f.ExecVMResponse:
-    """Run a command to completion (killed after `timeoutSec`); 409 unless the VM runs."""
+    request: Request,
+) -> f.ExecVMResponse | Response:
+    """Run a command to completion (killed after `timeoutSec`, or when the client leaves);
+    409 unless the VM runs."""
     timeout = (
         body.timeout_sec if body.timeout_sec is not None else settings.default_exec_timeout_sec
     )
-    with host_down_as_502():
-        outcome = await capsules.exec(org, str(id), body.command, timeout)
+    try:
+        with host_down_as_502():
+            outcome = await unless_disconnected(
+                request, capsules.exec(org, str(id), body.command, timeout)
+            )
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it
     await session.commit()
     return render.exec_response(outcome)

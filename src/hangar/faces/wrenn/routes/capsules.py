@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from hangar.core.capsules.rules import command_argv
 from hangar.faces.wrenn import ids
@@ -12,6 +12,7 @@ from hangar.faces.wrenn import render_capsules as render
 from hangar.faces.wrenn import schemas as w
 from hangar.faces.wrenn.deps import KeyOrUserDep, UsageDep
 from hangar.web.deps import SessionDep
+from hangar.web.disconnect import CLIENT_CLOSED_REQUEST, ClientGone, unless_disconnected
 from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/capsules", tags=["capsules"])
@@ -75,14 +76,24 @@ async def destroy_capsule(
 async def exec_command(
     id: str,
     body: w.ExecRequest,
+    request: Request,
     principal: KeyOrUserDep,
     capsules: CapsulesDep,
     session: SessionDep,
-) -> w.ExecResponse:
-    """Run a command to completion (killed after `timeout_sec`)."""
-    outcome = await capsules.exec(
-        principal.require_team(), _id(id), command_argv(body.cmd, body.args), body.timeout_sec
-    )
+) -> w.ExecResponse | Response:
+    """Run a command to completion (killed after `timeout_sec`, or when the client leaves)."""
+    try:
+        outcome = await unless_disconnected(
+            request,
+            capsules.exec(
+                principal.require_team(),
+                _id(id),
+                command_argv(body.cmd, body.args),
+                body.timeout_sec,
+            ),
+        )
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it
     await session.commit()
     return render.exec_response(id, body.cmd, outcome)
 

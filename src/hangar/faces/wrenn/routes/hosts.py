@@ -15,6 +15,7 @@ from hangar.faces.wrenn import schemas as w
 from hangar.faces.wrenn.deps import UserDep
 from hangar.web.deps import PlatformDep, SessionDep
 from hangar.web.services import CapsulesDep
+from hangar.web.throttle import per_address
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
@@ -50,7 +51,12 @@ async def list_hosts(principal: UserDep, hosts: HostsDep) -> list[w.Host]:
     return [render.host(h) for h in await hosts.list_visible(principal)]
 
 
-@router.post("/register", status_code=201, response_model=w.HostCredentials)
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=w.HostCredentials,
+    dependencies=[Depends(per_address)],
+)
 async def register_host(
     body: w.RegisterHostRequest, hosts: HostsDep, session: SessionDep
 ) -> w.HostCredentials:
@@ -67,7 +73,7 @@ async def register_host(
     return render.credentials(creds)
 
 
-@router.post("/auth/refresh", response_model=w.HostCredentials)
+@router.post("/auth/refresh", response_model=w.HostCredentials, dependencies=[Depends(per_address)])
 async def refresh_host_token(
     body: w.RefreshHostTokenRequest, hosts: HostsDep, session: SessionDep
 ) -> w.HostCredentials:

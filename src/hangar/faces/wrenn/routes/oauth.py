@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
 from hangar.core.auth.oauth import OAuthLogin, provider_or_404
@@ -13,6 +13,7 @@ from hangar.core.errors import DomainError, UpstreamError
 from hangar.faces.wrenn import render
 from hangar.faces.wrenn.deps import AuthDep, SettingsDep
 from hangar.web.deps import PlatformDep, SessionDep
+from hangar.web.throttle import per_address
 
 router = APIRouter(prefix="/v1/auth/oauth", tags=["auth"])
 log = structlog.get_logger("hangar.faces.wrenn.oauth")
@@ -68,6 +69,7 @@ async def oauth_redirect(
     name="oauth_callback",
     status_code=302,
     response_class=RedirectResponse,
+    dependencies=[Depends(per_address)],
 )
 async def oauth_callback(
     provider: str,

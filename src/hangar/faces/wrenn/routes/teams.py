@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from hangar.core.capsules.teardown import destroy_team_capsules
 from hangar.core.identity.models import Role
 from hangar.faces.wrenn import ids, render
 from hangar.faces.wrenn import schemas as w
 from hangar.faces.wrenn.deps import TeamsDep, UserDep
 from hangar.web.deps import SessionDep
+from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/teams", tags=["teams"])
 
@@ -60,11 +62,14 @@ async def delete_team(
     id: str,
     principal: UserDep,
     teams: TeamsDep,
+    capsules: CapsulesDep,
     session: SessionDep,
 ) -> Response:
-    """Soft-delete the team (owner only)."""
-    await teams.delete(principal, ids.decode(ids.TEAM, id))
-    await session.commit()
+    """Soft-delete the team (owner only), revoke its tokens and keys, destroy its capsules."""
+    team_id = ids.decode(ids.TEAM, id)
+    await teams.delete(principal, team_id)
+    await session.commit()  # from here every credential of the team is refused
+    await destroy_team_capsules(capsules, team_id)
     return Response(status_code=204)
 
 
