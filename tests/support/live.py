@@ -19,7 +19,7 @@ import psycopg
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from hangar.core.config import GitHubOAuthSettings, RequestLimitSettings
+from hangar.core.config import GitHubOAuthSettings, RateLimitSettings, RequestLimitSettings
 from hangar.core.platform import Platform
 from hangar.faces.wrenn.settings import WrennSettings
 from hangar.server.app import build_app
@@ -129,6 +129,10 @@ def make_settings(data_dir: Path, database_url: str | None, github_url: str | No
         # throttle's own tests (tests/security/test_limits.py) set tight limits.
         limits=RequestLimitSettings(
             auth_per_account="100000/minute", auth_per_address="100000/minute"
+        ),
+        # Likewise for request rates (tests/kit/test_rate_limits.py sets tight ones).
+        rate_limits=RateLimitSettings(
+            read="1000000/minute", write="1000000/minute", exec="1000000/minute"
         ),
         log_level="warning",
     )

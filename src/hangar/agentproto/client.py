@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -32,6 +34,16 @@ if TYPE_CHECKING:
     from hangar.agentproto.tunnel import TunnelSession
 
 PROTOCOL_HEADER = "X-Hangar-Agent-Protocol"
+# Told of every call: (operation such as `POST /v1/sandboxes/{id}/exec`, outcome, seconds),
+# where the outcome is `ok`, `error` (the agent refused), `unreachable` or `cancelled`.
+CallObserver = Callable[[str, str, float], None]
+# Ids and names become placeholders, so operations form a small, fixed set.
+_NAMED = re.compile(r"^(/v1/(?:sandboxes|templates))/[^/]+")
+
+
+def operation(method: str, path: str) -> str:
+    """The call's method and path template: `GET /v1/sandboxes/{id}`."""
+    return method + " " + _NAMED.sub(r"\1/{id}", path)
 
 
 class AgentError(Exception):
@@ -103,6 +115,7 @@ class AgentClient:
     ) -> None:
         self.address = address
         self.tunnel = tunnel
+        self.observer: CallObserver | None = None
         headers = {PROTOCOL_HEADER: VERSION}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -148,19 +161,27 @@ class AgentClient:
     async def _call(
         self, method: str, path: str, *, body: Any = None, timeout: float | None = None, **kw: Any
     ) -> httpx.Response:
+        started, outcome = time.perf_counter(), "cancelled"
         try:
-            response = await self._http.request(
-                method,
-                path,
-                json=body,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                **kw,
-            )
-        except httpx.TransportError as exc:
-            raise AgentUnreachable(str(exc) or type(exc).__name__) from exc
-        if response.status_code >= 400:
-            raise _error(response)
-        return response
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    json=body,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                    **kw,
+                )
+            except httpx.TransportError as exc:
+                outcome = "unreachable"
+                raise AgentUnreachable(str(exc) or type(exc).__name__) from exc
+            if response.status_code >= 400:
+                outcome = "error"
+                raise _error(response)
+            outcome = "ok"
+            return response
+        finally:
+            if self.observer is not None:
+                self.observer(operation(method, path), outcome, time.perf_counter() - started)
 
     async def info(self) -> AgentInfo:
         """The agent's host facts."""

@@ -157,6 +157,25 @@ class RequestLimitSettings(BaseModel):
         return value
 
 
+class RateLimitSettings(BaseModel):
+    """Requests one principal may make per route class (`HANGAR_RATE_LIMITS__*`, 429)."""
+
+    # One `limits` item each ("600/minute"), counted in windows aligned to the clock, so a
+    # request costs one counter increment (sign-in has its own throttle: `limits`).
+    read: str = Field(default="1200/minute", description="GET and HEAD requests per principal.")
+    write: str = Field(default="600/minute", description="Other requests per principal.")
+    exec: str = Field(
+        default="300/minute", description="Command runs and stream/console opens per principal."
+    )
+
+    @field_validator("read", "write", "exec")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        if len(parse_many(value)) != 1:  # a ValueError names what is wrong with it
+            raise ValueError("one limit per route class, like 600/minute")
+        return value
+
+
 class CoreSettings(BaseSettings):
     """Everything the core reads from the environment."""
 
@@ -200,8 +219,13 @@ class CoreSettings(BaseSettings):
         default=None, description="Redis shared by replicas for rate limits; else in memory."
     )
     limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     log_level: str = "info"
-    log_format: str = Field(default="json", pattern="^(json|console)$")
+    log_format: str = Field(
+        default="auto",
+        pattern="^(auto|json|console)$",
+        description="`auto`: console lines when stderr is a terminal, JSON lines otherwise.",
+    )
 
     @model_validator(mode="after")
     def _share_quotas(self) -> CoreSettings:

@@ -11,6 +11,7 @@ from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
 from hangar.core.events.bus import EventBus
 from hangar.core.fleet.gateway import Fleet
+from hangar.core.metrics import Metrics
 from hangar.core.security.jwt import TokenSigner, load_or_create_keys
 from hangar.core.security.outbound import outbound_client
 from hangar.core.security.passwords import PasswordHasher
@@ -41,7 +42,9 @@ class Platform:
         self.oauth_states = OAuthStates(self.signer)
         # Every request made on behalf of users goes through the outbound guard.
         self.http = outbound_client(settings.outbound, trusted_endpoints(settings))
+        self.metrics = Metrics()
         self.fleet = Fleet(settings.hosts)
+        self.fleet.observer = self.metrics.observe_agent_call
         self.bus = EventBus()
         self.sealer = Sealer(
             load_or_create_sealing_keys(

@@ -28,6 +28,8 @@ from hangar.web.correlation import CorrelationMiddleware
 from hangar.web.events import router as events_router
 from hangar.web.face import Face, mount_face
 from hangar.web.health import router as health_router
+from hangar.web.metrics import RequestMetrics
+from hangar.web.metrics import router as metrics_router
 
 FACE_NAMES = (wrenn.NAME, fastvm.NAME)
 
@@ -121,7 +123,9 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     app.state.faces = faces
     app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(RequestMetrics, metrics=platform.metrics, faces=faces)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(events_router)
     app.include_router(agent_uplink_router)
     app.include_router(agent_relay_router)

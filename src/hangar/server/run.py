@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from typing import Literal
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from hangar.server.app import build_app
 from hangar.server.settings import Settings
 from hangar.web.face import Face
+from hangar.web.metrics import RequestMetrics
 
 
 def _config(
-    app: FastAPI, host: str, port: int, *, lifespan: Literal["on", "off"]
+    app: ASGIApp, host: str, port: int, *, lifespan: Literal["on", "off"]
 ) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -40,7 +41,14 @@ async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -
     main = uvicorn.Server(_config(app, settings.host, settings.port, lifespan="on"))
     extra = [
         # The main server's lifespan starts the shared platform; face ports only route.
-        uvicorn.Server(_config(faces[name].app, settings.host, port, lifespan="off"))
+        uvicorn.Server(
+            _config(
+                RequestMetrics(faces[name].app, metrics=app.state.platform.metrics, face=name),
+                settings.host,
+                port,
+                lifespan="off",
+            )
+        )
         for name, port in settings.face_ports.items()
     ]
 

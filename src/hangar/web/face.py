@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.routing import Mount
 
 from hangar.core.platform import Platform
 from hangar.web.body import BodyGuard
 from hangar.web.correlation import CorrelationMiddleware
+from hangar.web.ratelimit import RateLimitHeaders, rate_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,7 @@ class Face:
 
 def new_face_app(platform: Platform, *, title: str, version: str, description: str) -> FastAPI:
     """A FastAPI app set up the way every face needs (state, correlation ids, docs, bounded
-    and valid request bodies)."""
+    and valid request bodies, rate limits)."""
     app = FastAPI(
         title=title,
         version=version,
@@ -36,11 +37,15 @@ def new_face_app(platform: Platform, *, title: str, version: str, description: s
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # Before every route's own dependencies (authentication among them), so a request
+        # over its budget is refused before it costs a database query.
+        dependencies=[Depends(rate_limit)],
     )
     app.state.platform = platform
     # Inside the face (not on the main port's app), so its errors get the face's shape and
     # the agent relay's bodies on the main port are not bounded by it.
     app.add_middleware(BodyGuard, max_bytes=platform.settings.limits.max_body_bytes)
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(CorrelationMiddleware)
     return app
 

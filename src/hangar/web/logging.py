@@ -45,11 +45,38 @@ def _drop_query_strings(
     return {k: without_query_strings(v) for k, v in event.items()}
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """JSON lines on stderr (or coloured console lines for humans)."""
+# Requests that recur on a timer (probes, scrapes, agents' heartbeats): one access line
+# each would bury the rest, so they are logged only at debug level, and only when they succeed.
+_ROUTINE = re.compile(r"^(/livez|/readyz|/healthz|/metrics|/[a-z]+/v1/hosts/[^/]+/heartbeat)$")
+
+
+def routine_request(event: structlog.types.EventDict) -> bool:
+    """Whether `event` is the access line of a successful routine request."""
+    status, path = event.get("status"), event.get("path")
+    return (
+        event.get("event") == "request"
+        and isinstance(status, int)
+        and 0 < status < 400
+        and isinstance(path, str)
+        and _ROUTINE.match(path) is not None
+    )
+
+
+def _quiet_routine_requests(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    if routine_request(event):
+        raise structlog.DropEvent
+    return event
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """JSON lines on stderr, or console lines for humans (`auto`: when stderr is a terminal)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -60,8 +87,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Below debug level, routine requests leave no line (see `_ROUTINE`).
+    quiet = [_quiet_routine_requests] if numeric > logging.DEBUG else []
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*quiet, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,

@@ -69,7 +69,9 @@ class Throttle:
     """Moving-window limits on sign-in and token attempts."""
 
     def __init__(self, settings: CoreSettings) -> None:
-        self.limiter = MovingWindowRateLimiter(_storage(settings.redis_url))
+        # Also where the request rate limits count (web.ratelimit): one Redis pool a process.
+        self.storage = _storage(settings.redis_url)
+        self.limiter = MovingWindowRateLimiter(self.storage)
         self.per_account = parse_many(settings.limits.auth_per_account)
         self.per_address = parse_many(settings.limits.auth_per_address)
 

@@ -54,6 +54,12 @@ class CapsuleRepository:
         )
         return result.scalars().all()
 
+    async def count_by_status(self) -> dict[str, int]:
+        """How many capsules are in each status (every team's; for the metrics scrape)."""
+        stmt = select(Capsule.status, func.count()).group_by(Capsule.status)
+        rows = (await self.session.execute(stmt)).all()
+        return {status: int(count) for status, count in rows}
+
     async def all_live(self) -> Sequence[Capsule]:
         """Every capsule not destroyed (for reconcilers)."""
         result = await self.session.execute(

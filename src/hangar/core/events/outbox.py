@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.events.models import OutboxEvent
@@ -26,3 +28,15 @@ def record(
     )
     session.add(event)
     return event
+
+
+async def oldest_pending(session: AsyncSession) -> datetime | None:
+    """When the oldest event not yet relayed occurred (None when the relay is caught up)."""
+    # The relay's own index (relayed_at, seq) answers this: the first pending row by seq.
+    stmt = (
+        select(OutboxEvent.occurred_at)
+        .where(OutboxEvent.relayed_at.is_(None))
+        .order_by(OutboxEvent.seq)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

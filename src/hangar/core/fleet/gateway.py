@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hangar.agentproto.client import AgentClient
+from hangar.agentproto.client import AgentClient, CallObserver
 from hangar.core.config import HostSettings
 from hangar.core.errors import Unavailable
 from hangar.core.fleet.placement import Candidate, Capacity, Request, check_host, choose
@@ -36,6 +36,8 @@ class Fleet:
         self._agents: dict[str, AgentHandle] = {}
         # Agents whose uplinks other replicas hold, reached through them (off until enabled).
         self.relays: Relays | None = None
+        # Given every agent client this fleet hands out (the platform's metrics time them).
+        self.observer: CallObserver | None = None
         settings = settings or HostSettings()
         self.capacity = Capacity(
             cpu_overcommit=settings.cpu_overcommit,
@@ -59,6 +61,7 @@ class Fleet:
 
     def add(self, handle: AgentHandle) -> None:
         """Make an agent reachable."""
+        handle.client.observer = self.observer
         self._agents[handle.host_id] = handle
 
     def remove(self, host_id: str, client: AgentClient | None = None) -> bool:
@@ -93,6 +96,8 @@ class Fleet:
         handle = self._agents.get(host_id)
         if handle is None and self.relays is not None:
             client = self.relays.client(host_id)
+            if client is not None:
+                client.observer = self.observer
             handle = AgentHandle(host_id, client) if client is not None else None
         return handle
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +44,12 @@ class HostRepository:
         if byoc_only:
             stmt = stmt.where(Host.type == "byoc", Host.team_id == team_id)
         return (await self.session.execute(stmt)).scalars().all()
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many hosts are in each status (for the metrics scrape)."""
+        stmt = select(Host.status, func.count()).group_by(Host.status)
+        rows = (await self.session.execute(stmt)).all()
+        return {status: int(count) for status, count in rows}
 
     async def add(self, host: Host) -> Host:
         """Insert a host."""
