@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import HTTPConnection
 
+from hangar.agent.correlation import CorrelationMiddleware
 from hangar.agent.network import AddressesExhausted
 from hangar.agent.ptys import PtySession
 from hangar.agent.runtimes.base import (
@@ -133,6 +134,7 @@ def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.agent = agent
+    app.add_middleware(CorrelationMiddleware)
 
     @app.exception_handler(RuntimeError_)
     async def runtime_error(_: Request, exc: RuntimeError_) -> JSONResponse:

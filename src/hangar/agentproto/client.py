@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 
-from hangar.agentproto import VERSION
+from hangar.agentproto import VERSION, correlation
 from hangar.agentproto.models import (
     AgentInfo,
     CreateSandbox,
@@ -136,7 +136,11 @@ class AgentClient:
             base = address.rstrip("/")
         self._ws_base = base.replace("http", "ws", 1)
         self._http = httpx.AsyncClient(
-            base_url=base, transport=transport, headers=headers, timeout=timeout
+            base_url=base,
+            transport=transport,
+            headers=headers,
+            timeout=timeout,
+            event_hooks={"request": [_with_correlation]},
         )
 
     @classmethod
@@ -324,7 +328,7 @@ class AgentClient:
                 self.tunnel, f"/v1/sandboxes/{sandbox_id}/{kind}", self._headers
             )
         url = f"{self._ws_base}/v1/sandboxes/{sandbox_id}/{kind}"
-        headers = list(self._headers.items())
+        headers = list({**self._headers, **correlation.outgoing()}.items())
         try:
             if self._uds is not None:
                 ws = await unix_connect(self._uds, url, additional_headers=headers, max_size=None)
@@ -337,6 +341,13 @@ class AgentClient:
             body = getattr(getattr(exc, "response", None), "body", b"") or b""
             raise error_from(status, body) from exc
         return WebSocketAgentStream(ws)
+
+
+async def _with_correlation(request: httpx.Request) -> None:
+    # A hook rather than a header per method: every call, download and upload (and a
+    # tunneled one, whose head is built from these headers) carries the caller's id.
+    for name, value in correlation.outgoing().items():
+        request.headers.setdefault(name, value)
 
 
 class AsyncFile:

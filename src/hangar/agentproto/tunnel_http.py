@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from hangar.agentproto import correlation
 from hangar.agentproto.client import AgentStream, AgentUnreachable, error_from
 from hangar.agentproto.tunnel import Channel, ChannelCancelled, Kind, TunnelClosed, TunnelSession
 
@@ -143,6 +144,7 @@ async def open_stream(
     session: TunnelSession, path: str, headers: dict[str, str], timeout: float = 60.0
 ) -> TunnelAgentStream:
     """Open a WebSocket stream on a new channel; the agent's refusal is raised as AgentError."""
+    headers = {**correlation.outgoing(), **headers}  # the caller's id, unless it sent one
     try:
         channel = session.open()
     except TunnelClosed as exc:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hangar.agentproto.correlation import valid
+from hangar.core import correlation
+
 HEADER = b"x-correlation-id"
-_VALID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# Accepted as the id too (what many proxies and clients send); the answer names the id in
+# the header the client used.
+REQUEST_ID = b"x-request-id"
 log = structlog.get_logger("hangar.access")
 
 
 class CorrelationMiddleware:
-    """Echo or mint `X-Correlation-Id`, bind it to logs, and log one line per request."""
+    """Echo or mint the correlation id, bind it to logs, events and agent calls, and log one
+    line per request.
+
+    `X-Correlation-Id` or `X-Request-Id` is accepted (the first when both come) and echoed in
+    each of those the client sent; a client that sent neither gets a minted `X-Correlation-Id`.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -30,8 +38,11 @@ class CorrelationMiddleware:
         if "correlation_id" in state:  # an outer app (the main port) already did the work
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(HEADER, b"")
-        cid = given.decode() if _VALID.match(given) else uuid.uuid4().hex
+        headers = dict(scope["headers"])
+        sent = [name for name in (HEADER, REQUEST_ID) if name in headers]
+        given = next(filter(None, (valid(headers[n].decode("latin-1")) for n in sent)), None)
+        cid = given or correlation.mint()
+        echoed = [(name, cid.encode()) for name in sent or [HEADER]]
         state["correlation_id"] = cid
         # Mounts rewrite scope["path"] on the way in, so read it before calling the app.
         path = scope.get("root_path", "") + scope["path"]
@@ -42,10 +53,10 @@ class CorrelationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (HEADER, cid.encode())]
+                message["headers"] = [*message.get("headers", []), *echoed]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(correlation_id=cid):
+        with correlation.bound(cid):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Sandbox
+from hangar.core import correlation
 from hangar.core.capsules.launch import capsule_event
 from hangar.core.capsules.models import Capsule, CapsuleStatus, UsageSample
 from hangar.core.capsules.provisioner import provision_pending
@@ -55,10 +56,12 @@ class CapsuleReconciler:
     async def run_forever(self) -> None:
         """Tick until cancelled; a failing tick is logged and retried next time."""
         while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("reconcile.failed")
+            # Each tick is a job of its own: its logs, events and agent calls share one id.
+            with correlation.bound():
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("reconcile.failed")
             await asyncio.sleep(self.settings.reconcile_seconds)
 
     async def tick(self) -> None:

@@ -16,6 +16,7 @@ from hangar.core.capsules.models import (
     Template,
     UsageSample,
 )
+from hangar.core.pagination import Page, PageRequest, fetch
 
 
 class CapsuleRepository:
@@ -47,12 +48,16 @@ class CapsuleRepository:
 
     async def list_live(self, team_id: str) -> Sequence[Capsule]:
         """A team's capsules that have not been destroyed, newest first."""
-        result = await self.session.execute(
+        return (await self.page_live(team_id, PageRequest())).items
+
+    async def page_live(self, team_id: str, page: PageRequest) -> Page[Capsule]:
+        """One page of `list_live` (the id breaks ties, so pages neither skip nor repeat)."""
+        query = (
             select(Capsule)
             .where(Capsule.team_id == team_id, Capsule.status != CapsuleStatus.STOPPED)
-            .order_by(Capsule.created_at.desc())
+            .order_by(Capsule.created_at.desc(), Capsule.id.desc())
         )
-        return result.scalars().all()
+        return await fetch(self.session, query, page)
 
     async def count_by_status(self) -> dict[str, int]:
         """How many capsules are in each status (every team's; for the metrics scrape)."""

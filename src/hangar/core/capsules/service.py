@@ -27,6 +27,7 @@ from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
 from hangar.core.errors import DomainError, InvalidInput, InvalidState, NotFound
 from hangar.core.fleet.gateway import Fleet
+from hangar.core.pagination import Page, PageRequest
 from hangar.core.quotas.service import QuotaService
 
 # Capsules whose destroy must reach their host, or fail (pending and starting ones are left
@@ -74,6 +75,10 @@ class CapsuleService(CapsuleCreation, CapsuleNetworking):
     async def list_for_team(self, team_id: str) -> list[Capsule]:
         """The team's capsules."""
         return list(await self.capsules.list_live(team_id))
+
+    async def page_for_team(self, team_id: str, page: PageRequest) -> Page[Capsule]:
+        """One page of the team's capsules, newest first."""
+        return await self.capsules.page_live(team_id, page)
 
     async def running(self, team_id: str, capsule_id: str) -> Capsule:
         """A capsule that must be running for the operation asked."""

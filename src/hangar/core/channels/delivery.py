@@ -15,6 +15,7 @@ import httpx
 import structlog
 from sqlalchemy import select
 
+from hangar.core import correlation
 from hangar.core.channels.models import Channel, Delivery, DeliveryStatus
 from hangar.core.channels.providers.base import Provider
 from hangar.core.channels.registry import notification
@@ -126,9 +127,10 @@ class DeliveryWorker:
     async def run_forever(self) -> None:
         """Deliver until cancelled."""
         while True:
-            try:
-                if await self.deliver_once():
-                    continue
-            except Exception:
-                log.exception("channel.worker_failed")
+            with correlation.bound():  # one id per pass, on its logs
+                try:
+                    if await self.deliver_once():
+                        continue
+                except Exception:
+                    log.exception("channel.worker_failed")
             await asyncio.sleep(self.settings.poll_seconds)

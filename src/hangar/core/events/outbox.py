@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hangar.core import correlation
 from hangar.core.events.models import OutboxEvent
 from hangar.core.ids import new_id
 
@@ -17,14 +17,15 @@ def record(
     session: AsyncSession, type_: str, *, team_id: str | None, payload: dict[str, Any]
 ) -> OutboxEvent:
     """Add an event to the session: it exists exactly when the change it describes commits."""
-    correlation_id = structlog.contextvars.get_contextvars().get("correlation_id")
+    # The request's id, or the background job tick's (core/correlation.py).
+    correlation_id = correlation.current()
     event = OutboxEvent(
         id=new_id(),
         type=type_,
         version=1,
         team_id=team_id,
         payload=payload,
-        correlation_id=str(correlation_id) if correlation_id else None,
+        correlation_id=correlation_id,
     )
     session.add(event)
     return event

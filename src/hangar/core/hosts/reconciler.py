@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import structlog
 
+from hangar.core import correlation
 from hangar.core.clock import utcnow
 from hangar.core.config import HostSettings
 from hangar.core.db import Database
@@ -31,10 +32,11 @@ class HeartbeatReconciler:
     async def run_forever(self) -> None:
         """Tick until cancelled; a failing tick is logged and retried next time."""
         while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("hosts.reconcile_failed")
+            with correlation.bound():  # one id per tick, on its logs and `host.down` events
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("hosts.reconcile_failed")
             await asyncio.sleep(self.settings.reconcile_seconds)
 
     async def tick(self) -> list[str]:

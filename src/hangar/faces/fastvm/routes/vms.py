@@ -16,6 +16,7 @@ from hangar.faces.fastvm.deps import OrgDep, SettingsDep
 from hangar.faces.fastvm.errors import documented_as
 from hangar.web.deps import SessionDep
 from hangar.web.disconnect import CLIENT_CLOSED_REQUEST, ClientGone, unless_disconnected
+from hangar.web.pagination import PageDep, page_headers
 from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/vms", tags=["VMs"])
@@ -28,9 +29,13 @@ def host_down_as_502() -> contextlib.AbstractContextManager[None]:
 
 
 @router.get("", response_model=list[f.VMInstance], response_model_exclude_none=True)
-async def list_vms(org: OrgDep, capsules: CapsulesDep) -> list[f.VMInstance]:
-    """The organization's VMs."""
-    return [render.vm(c) for c in await capsules.list_for_team(org)]
+async def list_vms(
+    org: OrgDep, capsules: CapsulesDep, page: PageDep, response: Response
+) -> list[f.VMInstance]:
+    """The organization's VMs, newest first (`limit`/`offset` are extras; total in a header)."""
+    found = await capsules.page_for_team(org, page)
+    page_headers(response, found)
+    return [render.vm(c) for c in found.items]
 
 
 @router.post(

@@ -13,6 +13,7 @@ from hangar.faces.wrenn import schemas as w
 from hangar.faces.wrenn.deps import KeyOrUserDep, UsageDep
 from hangar.web.deps import SessionDep
 from hangar.web.disconnect import CLIENT_CLOSED_REQUEST, ClientGone, unless_disconnected
+from hangar.web.pagination import PageDep, page_headers
 from hangar.web.services import CapsulesDep
 
 router = APIRouter(prefix="/v1/capsules", tags=["capsules"])
@@ -43,9 +44,13 @@ async def create_capsule(
 
 
 @router.get("", response_model=list[w.Capsule], response_model_exclude_none=True)
-async def list_capsules(principal: KeyOrUserDep, capsules: CapsulesDep) -> list[w.Capsule]:
-    """The team's capsules, newest first."""
-    return [render.capsule(c) for c in await capsules.list_for_team(principal.require_team())]
+async def list_capsules(
+    principal: KeyOrUserDep, capsules: CapsulesDep, page: PageDep, response: Response
+) -> list[w.Capsule]:
+    """The team's capsules, newest first (`limit`/`offset` are extras; total in a header)."""
+    found = await capsules.page_for_team(principal.require_team(), page)
+    page_headers(response, found)
+    return [render.capsule(c) for c in found.items]
 
 
 @router.get("/stats", response_model=w.CapsuleStats, response_model_exclude_none=True)
