@@ -36,8 +36,9 @@ def test_errors_use_the_fastvm_shape(fvm: httpx.Client, org: Org) -> None:
     assert absent.status_code == 404
     error_of(absent)
     wrong_method = fvm.put("/v1/vms", headers=org.headers)
-    assert wrong_method.status_code == 404  # FastVM documents no 405
-    error_of(wrong_method)
+    assert wrong_method.status_code == 405  # a method the path does not serve, still in shape
+    assert error_of(wrong_method) == "method not allowed"
+    assert set(wrong_method.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
     trailing = fvm.get("/v1/vms/", headers=org.headers)
     assert trailing.status_code == 404
     error_of(trailing)

@@ -1,17 +1,35 @@
-"""A real control plane (SQLite and PostgreSQL) with one real agent process on the fake
-runtime: capsules cost nothing, and the agent's own log file can be read."""
+"""Fixtures of the face-kit tests.
+
+`kit`: a real control plane (SQLite and PostgreSQL) with one real agent process on the fake
+runtime: capsules cost nothing, and the agent's own log file can be read. `demo`: a live Hangar
+serving the registered faces plus the throw-away demo face, on its main port and, through
+`--face-port demo=PORT`'s code path, on a port of its own.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from hangar.server.faces import FACES
+from hangar.server.run import face_servers
+from kit import demo_face
+from support.live import (
+    LiveServer,
+    free_port,
+    fresh_postgres_database,
+    make_settings,
+    run_in_thread,
+)
 from support.processes import AgentProcess
 from support.wrenn import Account, Wrenn
+
+GREETING = "hi from the environment"
 
 
 @dataclass(frozen=True)
@@ -74,3 +92,44 @@ def team(kit: Kit) -> Iterator[Team]:
     with kit.client() as c:
         for capsule in c.get("/wrenn/v1/capsules", headers=who.headers).json():
             c.delete(f"/wrenn/v1/capsules/{capsule['id']}", headers=who.headers)
+
+
+@dataclass
+class DemoServer:
+    """The main port's server and the demo face's own port."""
+
+    live: LiveServer
+    face_url: str
+
+    @property
+    def main_url(self) -> str:
+        return f"{self.live.url}/demo"
+
+
+@pytest.fixture(scope="session")
+def demo(
+    backend: str, database_url: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoServer]:
+    settings = make_settings(tmp_path_factory.mktemp(f"kit-{backend}"), database_url, None)
+    port = free_port()
+    settings.face_ports = {demo_face.NAME: port}
+    with pytest.MonkeyPatch.context() as env:
+        # The demo face's settings section, read with no line in the server's Settings.
+        env.setenv("HANGAR_DEMO__GREETING", GREETING)
+        # The one line that registers the face.
+        faces = (*FACES, demo_face.FACE)
+        with run_in_thread(backend, settings, faces=faces) as live:
+            assert live.app is not None
+            [own] = face_servers(live.app, settings)
+            thread = threading.Thread(target=own.run, name="kit-demo-port", daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not own.started:
+                assert thread.is_alive(), "the face port stopped"
+                assert time.monotonic() < deadline, "the face port did not start"
+                time.sleep(0.02)
+            try:
+                yield DemoServer(live, f"http://127.0.0.1:{port}")
+            finally:
+                own.should_exit = True
+                thread.join(timeout=30)

@@ -10,21 +10,24 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from hangar.core.config import GitHubOAuthSettings, RateLimitSettings, RequestLimitSettings
 from hangar.core.platform import Platform
 from hangar.faces.wrenn.settings import WrennSettings
 from hangar.server.app import build_app
+from hangar.server.faces import FACES
 from hangar.server.settings import Settings
 from hangar.web.logging import configure_logging
+from hangar.web.registry import FaceSpec
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FRONTEND_URL = "http://frontend.hangar.test"
@@ -89,6 +92,7 @@ class LiveServer:
     backend: str
     url: str
     settings: Settings
+    app: FastAPI | None = None
 
     @property
     def wrenn_url(self) -> str:
@@ -140,13 +144,16 @@ def make_settings(data_dir: Path, database_url: str | None, github_url: str | No
 
 @contextlib.contextmanager
 def run_in_thread(
-    backend: str, settings: Settings, platform: Platform | None = None
+    backend: str,
+    settings: Settings,
+    platform: Platform | None = None,
+    faces: Sequence[FaceSpec] = FACES,
 ) -> Iterator[LiveServer]:
-    """Serve `build_app(settings, platform)` with a real uvicorn on a free port until the
-    block ends (`platform`: one the test keeps, to look into its fleet)."""
+    """Serve `build_app(settings, platform, faces)` with a real uvicorn on a free port until
+    the block ends (`platform`: one the test keeps, to look into its fleet)."""
     # As `hangar serve` does; test settings log warnings and errors only.
     configure_logging(settings.log_level, settings.log_format)
-    app = build_app(settings, platform)
+    app = build_app(settings, platform, faces)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -163,7 +170,7 @@ def run_in_thread(
             raise RuntimeError(f"Hangar ({backend}) did not start")
         time.sleep(0.02)
     try:
-        yield LiveServer(backend, f"http://127.0.0.1:{port}", settings)
+        yield LiveServer(backend, f"http://127.0.0.1:{port}", settings, app)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

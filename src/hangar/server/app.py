@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -20,7 +20,7 @@ from hangar.core.hosts import presence
 from hangar.core.hosts.reconciler import HeartbeatReconciler
 from hangar.core.hosts.static import connect_static_agents
 from hangar.core.platform import Platform
-from hangar.faces import fastvm, wrenn
+from hangar.server.faces import FACES
 from hangar.server.settings import Settings
 from hangar.web.agent_relay import router as agent_relay_router
 from hangar.web.agent_uplink import router as agent_uplink_router
@@ -30,8 +30,9 @@ from hangar.web.face import Face, mount_face
 from hangar.web.health import router as health_router
 from hangar.web.metrics import RequestMetrics
 from hangar.web.metrics import router as metrics_router
+from hangar.web.registry import FaceSpec, build_face, settings_section
 
-FACE_NAMES = (wrenn.NAME, fastvm.NAME)
+FACE_NAMES = tuple(spec.name for spec in FACES)
 
 
 async def start_events(platform: Platform, settings: Settings) -> tuple[NatsEvents | None, Relay]:
@@ -55,19 +56,24 @@ async def start_events(platform: Platform, settings: Settings) -> tuple[NatsEven
     return None, Relay(platform.db, [to_bus], transactional=[enqueue_deliveries])
 
 
-def build_faces(platform: Platform, settings: Settings) -> dict[str, Face]:
-    """Every face, built on one platform."""
-    faces = [
-        wrenn.create_face(platform, settings.wrenn),
-        fastvm.create_face(platform, settings.fastvm),
-    ]
-    return {f.name: f for f in faces}
+def build_faces(
+    platform: Platform, settings: Settings, specs: Sequence[FaceSpec] = FACES
+) -> dict[str, Face]:
+    """Every registered face, built on one platform."""
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two faces share a name: {names}")
+    return {
+        spec.name: build_face(spec, platform, settings_section(spec, settings)) for spec in specs
+    }
 
 
-def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
-    """The main app: health probes at the root, each face under `/<face>`."""
+def build_app(
+    settings: Settings, platform: Platform | None = None, faces: Sequence[FaceSpec] = FACES
+) -> FastAPI:
+    """The main app: health probes at the root, each registered face under `/<face>`."""
     platform = platform or Platform(settings)
-    faces = build_faces(platform, settings)
+    built = build_faces(platform, settings, faces)
     platform.fleet.enable_relays(settings.internal_base_url(), platform.signer)
 
     @asynccontextmanager
@@ -121,14 +127,14 @@ def build_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
 
     app = FastAPI(title="Hangar", version="0.1.0", lifespan=lifespan, docs_url=None)
     app.state.platform = platform
-    app.state.faces = faces
+    app.state.faces = built
     app.add_middleware(CorrelationMiddleware)
-    app.add_middleware(RequestMetrics, metrics=platform.metrics, faces=faces)
+    app.add_middleware(RequestMetrics, metrics=platform.metrics, faces=tuple(built))
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(events_router)
     app.include_router(agent_uplink_router)
     app.include_router(agent_relay_router)
-    for face in faces.values():
+    for face in built.values():
         mount_face(app, face)
     return app

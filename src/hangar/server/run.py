@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import uvicorn
+from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from hangar.server.app import build_app
@@ -31,16 +32,14 @@ def _config(
     )
 
 
-async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -> None:
-    """Serve until interrupted; `companions` (a local agent) start first and stop last."""
-    app = build_app(settings)
+def face_servers(app: FastAPI, settings: Settings) -> list[uvicorn.Server]:
+    """One server per `--face-port NAME=PORT` (any registered face), routing only: the main
+    server's lifespan starts the shared platform."""
     faces: dict[str, Face] = app.state.faces
     unknown = set(settings.face_ports) - set(faces)
     if unknown:
         raise SystemExit(f"unknown face(s) in --face-port: {', '.join(sorted(unknown))}")
-    main = uvicorn.Server(_config(app, settings.host, settings.port, lifespan="on"))
-    extra = [
-        # The main server's lifespan starts the shared platform; face ports only route.
+    return [
         uvicorn.Server(
             _config(
                 RequestMetrics(faces[name].app, metrics=app.state.platform.metrics, face=name),
@@ -51,6 +50,13 @@ async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -
         )
         for name, port in settings.face_ports.items()
     ]
+
+
+async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -> None:
+    """Serve until interrupted; `companions` (a local agent) start first and stop last."""
+    app = build_app(settings)
+    extra = face_servers(app, settings)
+    main = uvicorn.Server(_config(app, settings.host, settings.port, lifespan="on"))
 
     async def extra_after_main() -> None:
         while not main.started:

@@ -17,6 +17,8 @@ class Settings(CoreSettings):
     face_ports: dict[str, int] = Field(
         default_factory=dict, description="Serve a face at the root of its own port too."
     )
+    # A face's settings section: optional here (`web.registry.settings_section` reads
+    # `HANGAR_<FACE>__*` for a face without a line); one line makes it a typed field.
     wrenn: WrennSettings = Field(default_factory=WrennSettings)
     fastvm: FastVMSettings = Field(default_factory=FastVMSettings)
     agents: dict[str, str] = Field(

@@ -11,6 +11,7 @@ from starlette.routing import Mount
 from hangar.core.platform import Platform
 from hangar.web.body import BodyGuard
 from hangar.web.correlation import CorrelationMiddleware
+from hangar.web.errors import UnexpectedErrors
 from hangar.web.ratelimit import RateLimitHeaders, rate_limit
 
 
@@ -42,6 +43,8 @@ def new_face_app(platform: Platform, *, title: str, version: str, description: s
         dependencies=[Depends(rate_limit)],
     )
     app.state.platform = platform
+    # Innermost: an unexpected exception answers in the face's shape (web/errors.py).
+    app.add_middleware(UnexpectedErrors)
     # Inside the face (not on the main port's app), so its errors get the face's shape and
     # the agent relay's bodies on the main port are not bounded by it.
     app.add_middleware(BodyGuard, max_bytes=platform.settings.limits.max_body_bytes)

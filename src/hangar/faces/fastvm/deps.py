@@ -14,7 +14,7 @@ from hangar.web.deps import PlatformDep, SessionDep
 
 async def get_settings(request: HTTPConnection) -> FastVMSettings:
     """This face's settings."""
-    settings: FastVMSettings = request.app.state.fastvm_settings
+    settings: FastVMSettings = request.app.state.face_settings
     return settings
 
 

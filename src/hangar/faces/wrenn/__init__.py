@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from hangar.core.platform import Platform
 from hangar.faces.wrenn import errors
 from hangar.faces.wrenn.routes import (
     api_keys,
@@ -18,33 +17,32 @@ from hangar.faces.wrenn.routes import (
     users,
 )
 from hangar.faces.wrenn.settings import WrennSettings
-from hangar.web.face import Face, new_face_app
+from hangar.web.registry import FaceSpec
 
 NAME = "wrenn"
 
-
-def create_face(platform: Platform, settings: WrennSettings) -> Face:
-    """Build the Wrenn face on the shared platform."""
-    app = new_face_app(
-        platform,
-        title="Wrenn API (Hangar)",
-        version="0.1.0",
-        description="Wire-compatible Wrenn API served by Hangar.",
-    )
-    app.state.wrenn_settings = settings
-    errors.install(app)
-    for module in (
-        auth,
-        oauth,
-        api_keys,
-        users,
-        teams,
-        capsules,
-        files,
-        snapshots,
-        streams,
-        channels,
-        hosts,
-    ):
-        app.include_router(module.router)
-    return Face(NAME, app)
+FACE = FaceSpec(
+    name=NAME,
+    title="Wrenn API (Hangar)",
+    version="0.1.0",
+    description="Wire-compatible Wrenn API served by Hangar.",
+    routers=[
+        m.router
+        for m in (
+            auth,
+            oauth,
+            api_keys,
+            users,
+            teams,
+            capsules,
+            files,
+            snapshots,
+            streams,
+            channels,
+            hosts,
+        )
+    ],
+    errors=errors.STYLE,
+    settings=WrennSettings,
+    authenticators=("api_key", "user_jwt"),
+)

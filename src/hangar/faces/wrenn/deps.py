@@ -22,7 +22,7 @@ from hangar.web.services import CapsulesDep
 
 async def get_settings(request: HTTPConnection) -> WrennSettings:
     """This face's settings."""
-    settings: WrennSettings = request.app.state.wrenn_settings
+    settings: WrennSettings = request.app.state.face_settings
     return settings
 
 

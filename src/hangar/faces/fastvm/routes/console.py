@@ -76,7 +76,7 @@ async def console_plain_http(
 async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | None:
     """Redeem the token and start the login shell, or refuse the upgrade with an error."""
     platform: Platform = ws.app.state.platform
-    settings: FastVMSettings = ws.app.state.fastvm_settings
+    settings: FastVMSettings = ws.app.state.face_settings
     try:
         async with platform.db.session() as session:
             try:
@@ -102,7 +102,7 @@ async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | Non
                 await _close(stream)
                 raise
     except DomainError as exc:
-        await ws.send_denial_response(domain_response(exc))
+        await ws.send_denial_response(domain_response(ws, exc))
         return None
     return await start_shell(ws, stream, settings)
 

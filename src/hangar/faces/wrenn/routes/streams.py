@@ -41,7 +41,7 @@ async def _open(ws: WebSocket, id: str, kind: str) -> AgentStream | None:
             )
             await session.commit()
     except DomainError as exc:
-        await ws.send_denial_response(domain_response(exc))
+        await ws.send_denial_response(domain_response(ws, exc))
         return None
     await ws.accept()
     return stream
