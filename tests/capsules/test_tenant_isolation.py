@@ -83,6 +83,9 @@ def _start_daemon(capi: httpx.Client, who: Account, capsule: Capsule, marker: st
         "import os, sys, time\n"
         "if os.fork() == 0:\n"
         "    os.setsid()\n"
+        "    null = os.open('/dev/null', os.O_RDWR)\n"
+        "    for fd in (0, 1, 2):\n"  # let go of the exec's pipes: it answers at once
+        "        os.dup2(null, fd)\n"
         "    os.execvp('python3', ['python3', '-c', 'import time; time.sleep(600)', "
         f"'{marker}'])\n"
     )
@@ -153,8 +156,12 @@ def test_inotify_instances_are_per_capsule(
         "        break\n"
         "    fds.append(fd)\n"
         "print('held', len(fds), ctypes.get_errno())\n"
-        "if os.fork() == 0:\n"  # keep them open after the exec returns
-        "    os.setsid(); import time; time.sleep(120)\n"
+        "import sys\n"
+        "sys.stdout.flush()\n"
+        "if os.fork() == 0:\n"  # keep them open after the exec returns, off its pipes
+        "    os.setsid(); null = os.open('/dev/null', os.O_RDWR)\n"
+        "    [os.dup2(null, fd) for fd in (0, 1, 2)]\n"
+        "    import time; time.sleep(120)\n"
     )
     held = _py(capi, a, ca, hog).split()
     assert held[0] == "held", held

@@ -44,6 +44,9 @@ LONE_SURROGATES = st.builds(
     st.text(max_size=3),
 )
 SURROGATE_ONE_IN = 4
+# Snapshots copy a root filesystem: on this class of machine that is I/O-bound and takes 2-15 s
+# (schemathesis's default of 10 s made createSnapshot flaky); still a bound, never a hang.
+REQUEST_TIMEOUT = 60
 
 
 def load_wrenn_schema() -> schemathesis.BaseSchema:
@@ -132,10 +135,14 @@ def check_operation(
     def run(case: Any, choice: str, data: st.DataObject) -> None:
         prepare(case, choice)
         if with_lone_surrogate(case, data):
-            response = case.call(base_url=base_url, session=session, headers=headers)
+            response = case.call(
+                base_url=base_url, session=session, headers=headers, timeout=REQUEST_TIMEOUT
+            )
             assert_refused_as_invalid(case, response, headers)
             return
-        response = case.call(base_url=base_url, session=session, headers=headers)
+        response = case.call(
+            base_url=base_url, session=session, headers=headers, timeout=REQUEST_TIMEOUT
+        )
         responses = case.operation.definition.raw.get("responses", {})
         code = allowed_gaps.get(response.status_code)
         if code is not None and str(response.status_code) not in responses:
@@ -216,7 +223,9 @@ def check_invalid_requests(
     def run(case: Any, choice: str, data: st.DataObject) -> None:
         headers = prepare(case, choice, data)
         with_lone_surrogate(case, data)  # still a 4xx in the face's shape
-        response = case.call(base_url=base_url, session=session, headers=headers)
+        response = case.call(
+            base_url=base_url, session=session, headers=headers, timeout=REQUEST_TIMEOUT
+        )
         case.validate_response(response, checks=checks, headers=headers)
         inside = urlsplit(response.request.url).path.startswith(face_prefix)
         if response.status_code >= 400 and inside:
