@@ -59,7 +59,8 @@ def test_unreachable_agent_capsules_go_missing_and_are_found_again(
         wait_until("capsule found", lambda: status_of(api, team, keep) == "running")
         out = api.post(f"/v1/capsules/{keep}/exec", json={"cmd": "echo back"}, headers=team.headers)
         assert out.json()["stdout"] == "back\n"
-        assert status_of(api, team, lose) == "missing"
+        # A poll may have seen it before the delete: the next one finds it gone.
+        wait_until("lost capsule missing", lambda: status_of(api, team, lose) == "missing")
         assert "no longer has" in (capsule_row(fleet.live, lose).status_reason or "")
         types = [t for t, _ in host_events(fleet.live, wire_host(ONE))]
         assert types[0] == "host.up"
