@@ -19,13 +19,7 @@ import pytest
 from hangar.server.faces import FACES
 from hangar.server.run import face_servers
 from kit import demo_face
-from support.live import (
-    LiveServer,
-    free_port,
-    fresh_postgres_database,
-    make_settings,
-    run_in_thread,
-)
+from support.live import LiveServer, free_port, make_settings, run_in_thread, serve_on_fake_agent
 from support.processes import AgentProcess
 from support.wrenn import Account, Wrenn
 
@@ -63,25 +57,8 @@ class Kit:
 @pytest.fixture(scope="package")
 def kit(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kit]:
     root = tmp_path_factory.mktemp(f"kit-{backend}")
-    agent = AgentProcess(root / "agent", runtime="fake")
-    agent.data_dir.mkdir()
-    agent.start()
-
-    def run(url: str | None) -> Iterator[Kit]:
-        settings = make_settings(root / "server", url, None)
-        settings.agents = {"local": agent.address}
-        settings.capsules.reconcile_seconds = 0.3
-        with run_in_thread(backend, settings) as live:
-            yield Kit(live, agent)
-
-    try:
-        if backend == "postgres":
-            with fresh_postgres_database() as url:
-                yield from run(url)
-        else:
-            yield from run(None)
-    finally:
-        agent.stop()
+    with serve_on_fake_agent(backend, root) as (live, _, agent):
+        yield Kit(live, agent)
 
 
 @pytest.fixture

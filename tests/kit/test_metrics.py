@@ -27,8 +27,7 @@ from hangar.faces.wrenn import ids
 from hangar.web.logging import configure_logging, routine_request
 from hangar.web.metrics import RequestMetrics
 from support.hosts import db
-from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
-from support.processes import AgentProcess
+from support.live import LiveServer, serve_on_fake_agent
 from support.wrenn import Account, Wrenn
 
 UNKNOWN_CAPSULE = "cl-" + "0" * 25
@@ -69,25 +68,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp(f"metrics-{backend}")
-    agent = AgentProcess(root / "agent", runtime="fake")
-    agent.data_dir.mkdir()
-    agent.start()
-
-    def run(url: str | None) -> Iterator[Served]:
-        settings = make_settings(root / "server", url, None)
-        settings.agents = {"local": agent.address}
-        platform = Platform(settings)
-        with run_in_thread(backend, settings, platform) as live:
-            yield Served(live, platform)
-
-    try:
-        if backend == "postgres":
-            with fresh_postgres_database() as url:
-                yield from run(url)
-        else:
-            yield from run(None)
-    finally:
-        agent.stop()
+    with serve_on_fake_agent(backend, root) as (live, platform, _):
+        yield Served(live, platform)
 
 
 def workload(live: LiveServer) -> tuple[Account, str]:

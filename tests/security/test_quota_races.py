@@ -26,7 +26,7 @@ from hangar.core.platform import Platform
 from hangar.core.quotas.models import TeamQuota
 from hangar.faces.wrenn import ids
 from support.hosts import db
-from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from support.live import LiveServer, serve_on_fake_agent
 from support.processes import AgentProcess, wait_until
 from support.wrenn import Account, Wrenn
 
@@ -51,28 +51,10 @@ class Race:
 @pytest.fixture(scope="module")
 def race(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Race]:
     root = tmp_path_factory.mktemp(f"races-{backend}")
-    agent = AgentProcess(root / "agent", runtime="fake")
-    agent.data_dir.mkdir()
-    agent.start()
-
-    def run(url: str | None) -> Iterator[Race]:
-        settings = make_settings(root / "server", url, None)
-        settings.agents = {"local": agent.address}
-        settings.capsules.reconcile_seconds = 0.3
-        platform = Platform(settings)
-        with run_in_thread(backend, settings, platform) as live:
-            race = Race(live, platform, agent)
-            warm_up(race)
-            yield race
-
-    try:
-        if backend == "postgres":
-            with fresh_postgres_database() as url:
-                yield from run(url)
-        else:
-            yield from run(None)
-    finally:
-        agent.stop()
+    with serve_on_fake_agent(backend, root) as (live, platform, agent):
+        race = Race(live, platform, agent)
+        warm_up(race)
+        yield race
 
 
 def warm_up(race: Race) -> None:

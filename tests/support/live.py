@@ -10,9 +10,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
@@ -28,6 +29,9 @@ from hangar.server.faces import FACES
 from hangar.server.settings import Settings
 from hangar.web.logging import configure_logging
 from hangar.web.registry import FaceSpec
+
+if TYPE_CHECKING:
+    from support.processes import AgentProcess
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FRONTEND_URL = "http://frontend.hangar.test"
@@ -209,3 +213,40 @@ def wait_http(url: str, proc: subprocess.Popen[str] | None = None, timeout: floa
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def serve_on_fake_agent(
+    backend: str,
+    root: Path,
+    configure: Callable[[Settings], None] | None = None,
+) -> Iterator[tuple[LiveServer, Platform, AgentProcess]]:
+    """A live control plane on `backend` with one real agent process on the fake runtime.
+
+    Capsules cost nothing there, so tests of the control plane's own rules (quotas, limits,
+    metrics, correlation) run fast; the agent is the configured host `local`.
+    """
+    from support.processes import AgentProcess  # it imports this module
+
+    agent = AgentProcess(root / "agent", runtime="fake")
+    agent.data_dir.mkdir(parents=True)
+    agent.start()
+
+    def run(url: str | None) -> Iterator[tuple[LiveServer, Platform, AgentProcess]]:
+        settings = make_settings(root / "server", url, None)
+        settings.agents = {"local": agent.address}
+        settings.capsules.reconcile_seconds = 0.3
+        if configure is not None:
+            configure(settings)
+        platform = Platform(settings)
+        with run_in_thread(backend, settings, platform) as live:
+            yield live, platform, agent
+
+    try:
+        if backend == "postgres":
+            with fresh_postgres_database() as url:
+                yield from run(url)
+        else:
+            yield from run(None)
+    finally:
+        agent.stop()
