@@ -51,6 +51,8 @@ ensure_uv() {
 
 ensure_host_packages() {
     # What host agents use to run sandboxes (bubblewrap jails, debootstrap templates, networking,
-    # size-limited disks: mkfs.ext4, losetup, nsenter).
-    apt_install bubblewrap debootstrap nftables iproute2 ca-certificates e2fsprogs util-linux mount
+    # size-limited disks: mkfs.ext4, losetup, nsenter; per-sandbox user namespaces: unshare,
+    # setpriv; the seccomp filter: libseccomp).
+    apt_install bubblewrap debootstrap nftables iproute2 ca-certificates e2fsprogs util-linux mount \
+        libseccomp2
 }
