@@ -11,7 +11,6 @@ The limits are per day: windows are aligned to the clock, and a test must not st
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,11 +23,11 @@ from websockets.sync.client import connect
 
 from hangar.server.settings import Settings
 from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from support.redis import REDIS_URL, require_redis
 from support.wrenn import Account, Wrenn, error_of
 
 READ, WRITE, EXEC = 5, 4, 3
 DAY = 24 * 3600
-REDIS_URL = os.environ.get("HANGAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def tight(settings: Settings, redis_url: str | None = None) -> None:
@@ -194,11 +193,7 @@ def test_replicas_share_one_budget_through_redis(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Two replicas on one database and one Redis: requests to either spend one budget."""
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    require_redis()
     with contextlib.ExitStack() as stack:
         url = None if backend == "sqlite" else stack.enter_context(fresh_postgres_database())
         data_dir = tmp_path_factory.mktemp(f"ratelimits-redis-{backend}")

@@ -24,11 +24,11 @@ import pytest
 
 from hangar.server.settings import Settings
 from support.live import LiveServer, fresh_postgres_database, make_settings, run_in_thread
+from support.redis import REDIS_URL, require_redis
 from support.wrenn import PASSWORD, Wrenn, error_of, unique_email
 
 PER_ACCOUNT = 5
 PER_ADDRESS = 20
-REDIS_URL = os.environ.get("HANGAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BIG = 100 * 1024 * 1024
 CHUNK = b"x" * (1024 * 1024)
 
@@ -283,11 +283,7 @@ def test_replicas_share_counts_through_redis(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Two replicas on one database and one Redis: attempts on either count for both."""
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    require_redis()
 
     def shared(settings: Settings) -> None:
         tight(settings)
