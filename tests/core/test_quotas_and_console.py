@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import update
 
 from hangar.core.capsules.console import ConsoleService
-from hangar.core.capsules.models import ConsoleToken
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings, QuotaSettings
 from hangar.core.db import Database
 from hangar.core.errors import DomainError, InvalidState, NotFound, Unauthenticated
+from hangar.core.grants.models import Grant, GrantPurpose
 from hangar.core.quotas.rules import QuotaExceeded, QuotaValues
 from hangar.core.quotas.service import QuotaService
 
@@ -105,9 +105,10 @@ async def test_console_tokens_are_single_use_and_expire(
     other, _ = await consoles.issue(team_id, vm.id)
     expired, _ = await consoles.issue(team_id, vm.id)
     await core.session.execute(
-        update(ConsoleToken)
-        .where(ConsoleToken.expires_at > utcnow() + timedelta(seconds=30))
-        .where(ConsoleToken.capsule_id == vm.id, ConsoleToken.used_at.is_(None))
+        update(Grant)
+        .where(Grant.expires_at > utcnow() + timedelta(seconds=30))
+        .where(Grant.purpose == GrantPurpose.CONSOLE, Grant.subject_id == vm.id)
+        .where(Grant.used_at.is_(None))
         .values(expires_at=utcnow() - timedelta(seconds=1))
     )
     await core.session.commit()

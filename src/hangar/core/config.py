@@ -133,6 +133,8 @@ class HostSettings(BaseModel):
     memory_overcommit: float = Field(default=1.5, gt=0)
     reserve_vcpus: float = Field(default=0.0, ge=0)
     reserve_memory_mb: int = Field(default=512, ge=0)
+    # Region label of configured agents (the local one, HANGAR_AGENTS) for placement by region.
+    region: str = Field(default="local", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 class RequestLimitSettings(BaseModel):

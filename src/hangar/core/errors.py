@@ -67,3 +67,15 @@ class TooLarge(DomainError):
     """A payload exceeds a configured limit."""
 
     code = "too_large"
+
+
+class IllegalTransition(Conflict):
+    """A lifecycle change its kind's transition table does not allow."""
+
+    code = "illegal_transition"
+
+
+class Gone(NotFound):
+    """The resource existed but is used up or expired (a face without a 410 shows a 404)."""
+
+    code = "gone"

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 def import_all_models() -> None:
     """Import each feature's models module (their import registers the tables)."""
+    import hangar.core.allocations.models
     import hangar.core.apikeys.models
+    import hangar.core.billing.models
     import hangar.core.capsules.models
     import hangar.core.channels.models
     import hangar.core.events.models
+    import hangar.core.gpushare.models
+    import hangar.core.grants.models
     import hangar.core.hosts.models
     import hangar.core.identity.models
     import hangar.core.quotas.models
-    import hangar.core.reservations.models  # noqa: F401
+    import hangar.core.reservations.models
+    import hangar.core.terminals.models  # noqa: F401

@@ -85,7 +85,11 @@ def build_app(
             await session.commit()
         # Configured agents are regular hosts (rows with stable uuid5 ids, see hosts/static.py).
         await connect_static_agents(
-            platform.db, platform.fleet, settings.agents, settings.agent_token
+            platform.db,
+            platform.fleet,
+            settings.agents,
+            settings.agent_token,
+            settings.hosts.region,
         )
         reconciler = CapsuleReconciler(
             platform.db, platform.fleet, settings.capsules, settings.hosts

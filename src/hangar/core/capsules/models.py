@@ -121,19 +121,6 @@ class Template(TimestampedModel):
     disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
-class ConsoleToken(TimestampedModel):
-    """A one-time console token of a capsule; only its hash is kept."""
-
-    __tablename__ = "console_tokens"
-
-    capsule_id: Mapped[str] = mapped_column(
-        ForeignKey("capsules.id", ondelete="CASCADE"), index=True
-    )
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    expires_at: Mapped[datetime] = mapped_column()
-    used_at: Mapped[datetime | None] = mapped_column(default=None)
-
-
 class MetricSample(Base):
     """A capsule's metrics persisted when it pauses (the agent's rings are memory only)."""
 

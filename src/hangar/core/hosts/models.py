@@ -65,6 +65,29 @@ class Host(TimestampedModel):
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Placement's region label (Warpdrive and GPUaaS regions); configured agents get
+    # HANGAR_HOSTS__REGION, `local` unless set.
+    region: Mapped[str] = mapped_column(String(64), default="local", server_default="local")
+
+
+class HostGpu(Base):
+    """One GPU of a host, as its agent reported it, and what holds it now."""
+
+    __tablename__ = "host_gpus"
+    __table_args__ = (Index("ix_host_gpus_host_model", "host_id", "model"),)
+
+    host_id: Mapped[str] = mapped_column(
+        ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    # NVML's stable device UUID ("GPU-8f3c..."): indexes change across reboots, UUIDs do not.
+    uuid: Mapped[str] = mapped_column(String(96), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer)  # NVML's index: the device node /dev/nvidiaN
+    vendor: Mapped[str] = mapped_column(String(16), default="nvidia")
+    model: Mapped[str] = mapped_column(String(64))
+    memory_mib: Mapped[int] = mapped_column(Integer)
+    # The capsule or allocation using it; set and cleared by conditional UPDATEs only.
+    holder_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class HostToken(TimestampedModel):

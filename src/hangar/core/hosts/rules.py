@@ -17,6 +17,7 @@ MAX_CPU_CORES = 1 << 16
 MAX_MEMORY_MB = 1 << 31
 MAX_DISK_GB = 1 << 31
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=-]{0,63}$")
+REGION = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 def host_type(value: str) -> HostType:
@@ -58,6 +59,13 @@ def tag(value: str) -> str:
     """A tag: 1-64 characters of letters, digits and `._:=-`, starting with one of the first."""
     if not TAG.fullmatch(value):
         raise InvalidInput("tag must be 1-64 characters of letters, digits and ._:=-")
+    return value
+
+
+def region(value: str) -> str:
+    """A region label: 1-64 lower-case letters, digits and `._-` (`local`, `us-buffalo-1`)."""
+    if not REGION.fullmatch(value):
+        raise InvalidInput("region must be 1-64 lower-case letters, digits and ._-")
     return value
 
 

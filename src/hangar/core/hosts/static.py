@@ -29,7 +29,7 @@ def static_host_id(name: str) -> str:
 
 
 async def upsert_static_host(
-    session: AsyncSession, name: str, address: str, info: AgentInfo | None
+    session: AsyncSession, name: str, address: str, info: AgentInfo | None, region: str = "local"
 ) -> Host:
     """The host row of a configured agent, made or refreshed; online when it answered.
 
@@ -47,6 +47,7 @@ async def upsert_static_host(
         )
         session.add(host)
     host.address = address[: rules.MAX_ADDRESS_LENGTH]
+    host.region = rules.region(region)
     if info is not None:
         host.arch = rules.label("arch", info.arch, 32)
         host.cpu_cores = rules.count("cpu_cores", info.cpu_cores, rules.MAX_CPU_CORES)
@@ -59,7 +60,7 @@ async def upsert_static_host(
 
 
 async def connect_static_agents(
-    db: Database, fleet: Fleet, agents: dict[str, str], token: str | None
+    db: Database, fleet: Fleet, agents: dict[str, str], token: str | None, region: str = "local"
 ) -> None:
     """Add each configured agent (name -> address) to the fleet and give it its host row."""
     for name, address in agents.items():
@@ -72,7 +73,7 @@ async def connect_static_agents(
             log.warning("host.static_agent_not_answering", name=name, error=str(exc))
             info = None
         async with db.session() as session:
-            host = await upsert_static_host(session, name, address, info)
+            host = await upsert_static_host(session, name, address, info, region)
             await session.commit()
         fleet.add(
             AgentHandle(

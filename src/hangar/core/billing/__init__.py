@@ -1,0 +1,1 @@
+"""Billing: a balance per account, kept as a ledger of credits and debits."""

@@ -1,0 +1,1 @@
+"""GPU sharing (GPU Go): GPU agents on people's machines, workers bound to GPUs, share links."""

@@ -1,0 +1,1 @@
+"""Grants: single-use access tokens (consoles, terminals, installs), hashed, with a TTL."""

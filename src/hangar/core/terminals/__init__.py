@@ -1,0 +1,1 @@
+"""Terminals: shared terminal sessions (Warpdrive) and the guests who join them on approval."""
