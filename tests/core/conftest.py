@@ -30,7 +30,7 @@ from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
 from hangar.core.fleet.gateway import AgentHandle, Fleet
-from hangar.core.hosts.static import connect_static_agents
+from hangar.core.fleet.static import connect_static_agents
 from hangar.core.identity.models import Team
 from support.live import fresh_postgres_database
 

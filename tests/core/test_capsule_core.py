@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from hangar.agent.runtimes.base import Firewall, PortRule
-from hangar.core.capsules.firewall import FirewallPolicy, FirewallRule
 from hangar.core.capsules.models import CapsuleStatus, SnapshotStatus, Template
 from hangar.core.capsules.provisioner import Provisioner
 from hangar.core.clock import utcnow
+from hangar.core.compute.firewall import FirewallPolicy, FirewallRule
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.errors import Conflict, InvalidInput, InvalidState, NotFound

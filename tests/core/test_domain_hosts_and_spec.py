@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from hangar.core.capsules.firewall import FirewallPolicy
+from hangar.core.compute.firewall import FirewallPolicy
 from hangar.core.compute.spec import (
     GpuRequest,
     MachineSpec,
@@ -19,9 +19,9 @@ from hangar.core.compute.spec import (
 from hangar.core.config import CoreSettings
 from hangar.core.db import Database
 from hangar.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from hangar.core.fleet.static import upsert_static_host
 from hangar.core.hosts.inventory import GpuDevice, GpuInventory
 from hangar.core.hosts.models import Host, HostStatus, HostType
-from hangar.core.hosts.static import upsert_static_host
 
 H200 = "NVIDIA H200"
 

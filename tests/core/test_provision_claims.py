@@ -20,7 +20,7 @@ from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.events.models import OutboxEvent
 from hangar.core.fleet.gateway import Fleet
-from hangar.core.hosts.static import connect_static_agents
+from hangar.core.fleet.static import connect_static_agents
 
 from .conftest import (
     FakeHost,

@@ -9,7 +9,10 @@ import pytest
 from hangar.agent.runtimes.base import Firewall, PortRule
 from hangar.agentproto.models import FirewallPolicy as WirePolicy
 from hangar.agentproto.models import Sandbox
-from hangar.core.capsules.firewall import (
+from hangar.core.capsules.models import Capsule, CapsuleStatus
+from hangar.core.capsules.provisioner import Provisioner
+from hangar.core.capsules.service import CapsuleService
+from hangar.core.compute.firewall import (
     DEFAULT_POLICY,
     FirewallPolicy,
     FirewallRule,
@@ -17,9 +20,6 @@ from hangar.core.capsules.firewall import (
     to_json,
     validated,
 )
-from hangar.core.capsules.models import Capsule, CapsuleStatus
-from hangar.core.capsules.provisioner import Provisioner
-from hangar.core.capsules.service import CapsuleService
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.errors import InvalidInput, InvalidState, NotFound

@@ -27,8 +27,8 @@ from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings, HostSettings
 from hangar.core.db import Database
 from hangar.core.fleet.gateway import Fleet
+from hangar.core.fleet.static import connect_static_agents, static_host_id
 from hangar.core.hosts.service import HostService
-from hangar.core.hosts.static import connect_static_agents, static_host_id
 from hangar.core.identity.principal import CredentialKind, Principal
 from hangar.core.quotas.service import QuotaService
 from hangar.core.security.jwt import TokenSigner, generate_key

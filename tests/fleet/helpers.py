@@ -6,8 +6,8 @@ import httpx
 from sqlalchemy import select
 
 from hangar.core.capsules.models import Capsule
+from hangar.core.fleet.static import static_host_id
 from hangar.core.hosts.models import Host
-from hangar.core.hosts.static import static_host_id
 from hangar.faces.wrenn import ids
 from support.hosts import db, set_host
 from support.live import LiveServer

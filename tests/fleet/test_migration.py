@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
-from hangar.core.hosts.static import static_host_id
+from hangar.core.fleet.static import static_host_id
 from support.live import fresh_postgres_database
 
 

@@ -20,8 +20,8 @@ from sqlalchemy import delete, func, select, update
 
 from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
 from hangar.core.clock import utcnow
+from hangar.core.fleet.static import static_host_id
 from hangar.core.hosts.models import Host
-from hangar.core.hosts.static import static_host_id
 from hangar.core.platform import Platform
 from hangar.core.quotas.models import TeamQuota
 from hangar.faces.wrenn import ids

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from hangar.agent.network import to_firewall
 from hangar.agent.runtimes import firewall as agent_fw
-from hangar.core.capsules import firewall as fw
-from hangar.core.capsules.firewall import FirewallPolicy, FirewallRule
 from hangar.core.capsules.machine_types import BASE_DISK_GB, MACHINE_TYPES, machine_type
 from hangar.core.capsules.rules import check_disk_gb, check_name
+from hangar.core.compute import firewall as fw
+from hangar.core.compute.firewall import FirewallPolicy, FirewallRule
 from hangar.core.config import CapsuleSettings
 from hangar.core.errors import InvalidInput
 from hangar.core.quotas.rules import QuotaExceeded, QuotaValues, excess

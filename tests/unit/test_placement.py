@@ -17,8 +17,8 @@ from hangar.core.fleet.placement import (
     choose,
     fits,
 )
+from hangar.core.fleet.static import STATIC_HOST_NAMESPACE, static_host_id
 from hangar.core.hosts.models import HostStatus, HostType
-from hangar.core.hosts.static import STATIC_HOST_NAMESPACE, static_host_id
 
 EXACT = Capacity(cpu_overcommit=1.0, memory_overcommit=1.0, reserve_vcpus=0, reserve_memory_mb=0)
 

@@ -16,9 +16,9 @@ from hangar.core.events.envelope import Event
 from hangar.core.events.nats import NatsEvents
 from hangar.core.events.relay import Relay
 from hangar.core.fleet.relay import watch as watch_relays
+from hangar.core.fleet.static import connect_static_agents
 from hangar.core.hosts import presence
 from hangar.core.hosts.reconciler import HeartbeatReconciler
-from hangar.core.hosts.static import connect_static_agents
 from hangar.core.platform import Platform
 from hangar.server.faces import FACES
 from hangar.server.settings import Settings
@@ -83,7 +83,7 @@ def build_app(
             # Uplinks recorded by an earlier run at this URL ended with it.
             await presence.release_all(session, settings.internal_base_url())
             await session.commit()
-        # Configured agents are regular hosts (rows with stable uuid5 ids, see hosts/static.py).
+        # Configured agents are regular hosts (rows with stable uuid5 ids, see fleet/static.py).
         await connect_static_agents(
             platform.db,
             platform.fleet,

@@ -41,6 +41,10 @@ class ApiKeyService:
         self.prefix = prefix
         self.teams = TeamService(session)
 
+    async def delete_for_team(self, team_id: str) -> None:
+        """Delete every key of a team (a `TeamService` deletion hook)."""
+        await self.session.execute(delete(ApiKey).where(ApiKey.team_id == team_id))
+
     async def create(self, principal: Principal, name: str | None) -> IssuedKey:
         """A new key for the caller's team."""
         if principal.team_id is None:

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentError
 from hangar.core.capsules.agents import agent_call
-from hangar.core.capsules.firewall import DEFAULT_POLICY, FirewallPolicy
 from hangar.core.capsules.launch import (
     capsule_event,
     new_capsule,
@@ -30,6 +29,7 @@ from hangar.core.capsules.machine_types import machine_type as lookup_machine_ty
 from hangar.core.capsules.models import Capsule, CapsuleStatus, Template
 from hangar.core.capsules.repository import CapsuleRepository, TemplateRepository
 from hangar.core.clock import utcnow
+from hangar.core.compute.firewall import DEFAULT_POLICY, FirewallPolicy
 from hangar.core.config import CapsuleSettings
 from hangar.core.errors import InvalidInput, InvalidState, NotFound, Unavailable
 from hangar.core.fleet.gateway import AgentHandle, Fleet

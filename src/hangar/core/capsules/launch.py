@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hangar.agentproto.client import AgentClient, AgentError
 from hangar.agentproto.models import CreateSandbox, NetworkSpec, Sandbox
 from hangar.core.capsules.agents import agent_call, translate
-from hangar.core.capsules.firewall import FirewallPolicy, from_json, to_json, to_wire, validated
 from hangar.core.capsules.machine_types import BASE_DISK_GB
 from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
 from hangar.core.capsules.rules import check_disk_gb, check_name, check_resources
 from hangar.core.clock import utcnow
+from hangar.core.compute.firewall import FirewallPolicy, from_json, to_json, to_wire, validated
 from hangar.core.config import CapsuleSettings
 from hangar.core.errors import InvalidInput, InvalidState
 from hangar.core.events.outbox import record

@@ -6,7 +6,9 @@ from sqlalchemy import ColumnElement, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.capsules.agents import agent_call
-from hangar.core.capsules.firewall import (
+from hangar.core.capsules.models import Capsule, CapsuleStatus
+from hangar.core.clock import utcnow
+from hangar.core.compute.firewall import (
     DEFAULT_POLICY,
     FirewallPolicy,
     FirewallRule,
@@ -16,8 +18,6 @@ from hangar.core.capsules.firewall import (
     to_wire,
     validated,
 )
-from hangar.core.capsules.models import Capsule, CapsuleStatus
-from hangar.core.clock import utcnow
 from hangar.core.errors import Conflict, InvalidState
 from hangar.core.fleet.gateway import Fleet
 

@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-from hangar.core.capsules.firewall import FirewallPolicy, validated
+from hangar.core.compute.firewall import FirewallPolicy, validated
 from hangar.core.errors import InvalidInput
 from hangar.core.hosts import rules as host_rules
 

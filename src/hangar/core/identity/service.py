@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hangar.core.apikeys.models import ApiKey
 from hangar.core.clock import utcnow
 from hangar.core.errors import Forbidden, InvalidInput, NotFound
 from hangar.core.events.outbox import record
@@ -33,11 +32,17 @@ class TeamAccess:
     membership: Membership
 
 
+# What else goes with a deleted team, in its transaction (its API keys: `apikeys` sits
+# above identity, so it hands its purge in rather than identity reaching up for it).
+TeamDeletionHook = Callable[[str], Awaitable[None]]
+
+
 class TeamService:
     """Everything about teams and who belongs to them."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, on_delete: Sequence[TeamDeletionHook] = ()) -> None:
         self.session = session
+        self.on_delete = tuple(on_delete)
         self.teams = TeamRepository(session)
         self.users = UserRepository(session)
 
@@ -118,7 +123,8 @@ class TeamService:
         )
         if getattr(done, "rowcount", 0) != 1:
             raise NotFound("team not found", code="team_not_found")
-        await self.session.execute(delete(ApiKey).where(ApiKey.team_id == team_id))
+        for hook in self.on_delete:
+            await hook(team_id)
         record(self.session, TEAM_DELETED, team_id=team_id, payload={"team_id": team_id})
         await self.session.refresh(acc.team)
         return acc.team

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hangar.core.capsules import firewall as fw
 from hangar.core.capsules.machine_types import BASE_DISK_GB
 from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
 from hangar.core.capsules.service import ExecOutcome
+from hangar.core.compute import firewall as fw
 from hangar.faces.fastvm import schemas as f
 
 # Core capsule statuses as FastVM names them; a destroyed VM is `stopped`.

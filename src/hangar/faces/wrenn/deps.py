@@ -56,11 +56,6 @@ UserDep = Annotated[Principal, Depends(user_principal)]
 KeyOrUserDep = Annotated[Principal, Depends(key_or_user_principal)]
 
 
-async def get_teams(session: SessionDep) -> TeamService:
-    """Team service for this request."""
-    return TeamService(session)
-
-
 async def get_users(session: SessionDep) -> UserService:
     """User service for this request."""
     return UserService(session)
@@ -71,9 +66,16 @@ async def get_api_keys(session: SessionDep, settings: SettingsDep) -> ApiKeyServ
     return ApiKeyService(session, prefix=settings.api_key_prefix)
 
 
+ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]
+
+
+async def get_teams(session: SessionDep, api_keys: ApiKeysDep) -> TeamService:
+    """Team service for this request; a deleted team takes its API keys with it."""
+    return TeamService(session, on_delete=(api_keys.delete_for_team,))
+
+
 TeamsDep = Annotated[TeamService, Depends(get_teams)]
 UsersDep = Annotated[UserService, Depends(get_users)]
-ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]
 
 
 async def get_usage(

@@ -24,7 +24,7 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# Frozen copy of hangar.core.hosts.static.STATIC_HOST_NAMESPACE (a test keeps them equal).
+# Frozen copy of hangar.core.fleet.static.STATIC_HOST_NAMESPACE (a test keeps them equal).
 STATIC_HOST_NAMESPACE = uuid.UUID("5f1d8a3e-7c1b-4f2a-9d0e-6b3c2a1f4e57")
 
 

@@ -16,7 +16,7 @@ from hangar.core.hosts import rules
 from hangar.core.hosts.liveness import mark_up
 from hangar.core.hosts.models import Host, HostStatus, HostType
 
-log = structlog.get_logger("hangar.hosts.static")
+log = structlog.get_logger("hangar.fleet.static")
 INFO_TIMEOUT_SECONDS = 5.0
 
 # Never change: host ids of configured agents, and migration 0007's rewrite, derive from it.
