@@ -1,4 +1,4 @@
-"""Migration 0013: console tokens move onto grants (and back), hosts get a region."""
+"""Migration 0011: console tokens move onto grants (and back), hosts get a region."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """compute domain: grants, host GPUs and regions, terminals, GPU sharing, allocations, billing
 
-Revision ID: 0013
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02 13:00:28.402175
 
@@ -17,7 +17,7 @@ from alembic import op
 
 import hangar.core.db.base
 
-revision = "0013"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
