@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.billing.models import BillingAccount, EntryKind, LedgerEntry
+from hangar.core.db.upsert import insert_for
 from hangar.core.ids import new_id
 from hangar.core.pagination import Page, PageRequest, fetch
 
@@ -18,14 +17,12 @@ class BillingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def _postgres(self) -> bool:
-        return self.session.get_bind().dialect.name == "postgresql"
-
     async def ensure_account(self, team_id: str) -> None:
         """Make the team's account unless it exists (also when two requests make it at once)."""
-        insert = postgresql_insert if self._postgres() else sqlite_insert
         await self.session.execute(
-            insert(BillingAccount).values(team_id=team_id).on_conflict_do_nothing()
+            insert_for(self.session, BillingAccount)
+            .values(team_id=team_id)
+            .on_conflict_do_nothing()
         )
 
     async def account(self, team_id: str) -> BillingAccount | None:
@@ -48,9 +45,8 @@ class BillingRepository:
         inserted entry moves the balance, by an increment in SQL, never read-modify-write.
         """
         entry_id = new_id()
-        insert = postgresql_insert if self._postgres() else sqlite_insert
         inserted = await self.session.execute(
-            insert(LedgerEntry)
+            insert_for(self.session, LedgerEntry)
             .values(
                 id=entry_id,
                 team_id=team_id,

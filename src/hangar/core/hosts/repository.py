@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import CursorResult, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.capsules.models import Capsule, CapsuleStatus
+from hangar.core.db.upsert import insert_for
 from hangar.core.hosts.models import (
     Host,
     HostStatus,
@@ -115,10 +114,10 @@ class HostRepository:
 
     async def add_tag(self, host_id: str, tag: str) -> None:
         """Tag a host (idempotent, also when two requests add the same tag at once)."""
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
         await self.session.execute(
-            insert(HostTag).values(host_id=host_id, tag=tag).on_conflict_do_nothing()
+            insert_for(self.session, HostTag)
+            .values(host_id=host_id, tag=tag)
+            .on_conflict_do_nothing()
         )
 
     async def remove_tag(self, host_id: str, tag: str) -> None:

@@ -32,11 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
+from hangar.core.db.upsert import insert_for
 from hangar.core.reservations.models import ReservationLock
 
 # Capsules that hold room on their host (missing, error and stopped ones do not: their host
@@ -76,9 +75,7 @@ class Ledger:
         keys = sorted({o for o in owners if o})  # one order everywhere: no deadlocks
         if not keys:
             return
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        stmt = insert(ReservationLock).values(
+        stmt = insert_for(self.session, ReservationLock).values(
             [{"scope": scope, "owner_id": k, "holds": 1} for k in keys]
         )
         # A write even when the row exists: that write is the lock (see the module docstring).
