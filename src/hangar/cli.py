@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from hangar import __version__
+from hangar.core.db.uow import checkpoint
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Hangar compute platform.")
 db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
@@ -139,7 +140,7 @@ def create_user(
                 auth = AuthService(session, platform.hasher, platform.user_tokens)
                 signed = await auth.signup(email, password, name or email.split("@")[0])
                 signed.user.is_platform_admin = platform_admin
-                await session.commit()
+                await checkpoint(session)
                 return signed.user.id
         finally:
             await platform.stop()
@@ -168,7 +169,7 @@ def _run_core(data_dir: Path | None, work: Any) -> Any:
         try:
             async with platform.db.session() as session:
                 result = await work(platform, session)
-                await session.commit()
+                await checkpoint(session)
                 return result
         finally:
             await platform.stop()
@@ -353,7 +354,7 @@ def _host_admin(data_dir: Path | None, action: Any) -> None:
         try:
             async with db.session() as session:
                 await action(session)
-                await session.commit()
+                await checkpoint(session)
         finally:
             await db.dispose()
 

@@ -178,6 +178,26 @@ class RateLimitSettings(BaseModel):
         return value
 
 
+class IdempotencySettings(BaseModel):
+    """How long `Idempotency-Key` records live and how a repeat waits (`HANGAR_IDEMPOTENCY__*`)."""
+
+    ttl_seconds: int = Field(
+        default=24 * 3600, ge=60, description="How long a key's stored response is replayed."
+    )
+    wait_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a repeat waits for the first request with its key to finish "
+        "before it is refused with 409.",
+    )
+    lease_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="A key whose request has run this long without finishing is taken to "
+        "belong to a crashed replica, and a repeat may run the request again.",
+    )
+
+
 class CoreSettings(BaseSettings):
     """Everything the core reads from the environment."""
 
@@ -221,6 +241,7 @@ class CoreSettings(BaseSettings):
         default=None, description="Redis shared by replicas for rate limits; else in memory."
     )
     limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
+    idempotency: IdempotencySettings = Field(default_factory=IdempotencySettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     log_level: str = "info"
     log_format: str = Field(

@@ -14,6 +14,7 @@ def import_all_models() -> None:
     import hangar.core.gpushare.models
     import hangar.core.grants.models
     import hangar.core.hosts.models
+    import hangar.core.idempotency.models
     import hangar.core.identity.models
     import hangar.core.quotas.models
     import hangar.core.reservations.models

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from hangar.core.capsules.reconciler import CapsuleReconciler
 from hangar.core.channels.delivery import DeliveryWorker
 from hangar.core.channels.service import enqueue_deliveries
+from hangar.core.db.uow import checkpoint
 from hangar.core.events.envelope import Event
 from hangar.core.events.nats import NatsEvents
 from hangar.core.events.relay import Relay
@@ -82,7 +83,7 @@ def build_app(
         async with platform.db.session() as session:
             # Uplinks recorded by an earlier run at this URL ended with it.
             await presence.release_all(session, settings.internal_base_url())
-            await session.commit()
+            await checkpoint(session)
         # Configured agents are regular hosts (rows with stable uuid5 ids, see fleet/static.py).
         await connect_static_agents(
             platform.db,

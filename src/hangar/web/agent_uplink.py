@@ -21,6 +21,7 @@ from hangar.agentproto import VERSION
 from hangar.agentproto.client import PROTOCOL_HEADER, AgentClient
 from hangar.agentproto.tunnel import TunnelSession
 from hangar.core.capsules.service import CapsuleService
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import DomainError, Unauthenticated
 from hangar.core.fleet.gateway import AgentHandle
 from hangar.core.hosts import presence
@@ -81,7 +82,7 @@ async def agent_connect(ws: WebSocket) -> None:
     try:
         async with platform.db.session() as session:
             host = await _hosts(platform, session).connect(token)
-            await session.commit()
+            await checkpoint(session)
             host_id = host.id
     except Unauthenticated:
         # 401 (not a close) so the agent knows to refresh its token and try again.
@@ -144,7 +145,7 @@ async def _shut_down(platform: Platform, host_id: str) -> None:
     try:
         async with platform.db.session() as session:
             missing = await _hosts(platform, session).agent_stopped(host_id)
-            await session.commit()
+            await checkpoint(session)
     except Exception:  # the heartbeat timeout still takes it down
         log.exception("uplink.offline_failed", host_id=host_id)
         return

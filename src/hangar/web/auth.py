@@ -7,9 +7,11 @@ from starlette.requests import HTTPConnection
 
 from hangar.core.apikeys.service import ApiKeyService
 from hangar.core.auth.service import AuthService
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import Unauthenticated
 from hangar.core.identity.principal import Principal
 from hangar.core.platform import Platform
+from hangar.web import idempotency
 from hangar.web.credentials import bearer_token
 
 
@@ -27,9 +29,14 @@ async def authenticate_key_or_user(
         # Persist the throttled last-used stamp even when the route itself only reads; most
         # requests change nothing, and skipping their empty commit halves auth's cost.
         if session.dirty:
-            await session.commit()
+            await checkpoint(session)
+        await idempotency.guard(conn, principal)
         return principal
     token = bearer_token(conn)
     if token is None:
         raise Unauthenticated("X-API-Key or Authorization: Bearer <token> required")
-    return await AuthService(session, platform.hasher, platform.user_tokens).authenticate(token)
+    principal = await AuthService(session, platform.hasher, platform.user_tokens).authenticate(
+        token
+    )
+    await idempotency.guard(conn, principal)
+    return principal

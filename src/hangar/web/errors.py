@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hangar.core.errors import DomainError
+from hangar.core.idempotency.service import KeyReused
 
 log = structlog.get_logger("hangar.web.errors")
 
@@ -33,6 +34,11 @@ Renderer = Callable[[HTTPConnection, int, str, str, Details | None], Response]
 """`(request, status, code, message, details) -> Response` in the face's wire shape."""
 
 INTERNAL = (500, "internal_error", "internal error")
+
+# Errors of the kit's own pieces, the same in every face; a face's table may override them.
+KIT_STATUSES: Sequence[tuple[type[DomainError], int, str]] = (
+    (KeyReused, 422, "idempotency_key_reused"),
+)
 
 # The code a Starlette HTTP error (router 404/405, body limits, throttling) is given.
 HTTP_CODES: Mapping[int, str] = {
@@ -58,7 +64,7 @@ class ErrorStyle:
 
     def domain(self, exc: DomainError) -> tuple[int, str, str]:
         """The status, code and message this face gives a domain error."""
-        for kind, status, generic in self.statuses:
+        for kind, status, generic in (*self.statuses, *KIT_STATUSES):
             if isinstance(exc, kind):
                 return status, exc.code if exc.code in self.known_codes else generic, exc.message
         return INTERNAL

@@ -9,10 +9,12 @@ from fastapi import Depends, FastAPI
 from starlette.routing import Mount
 
 from hangar.core.platform import Platform
+from hangar.web import idempotency
 from hangar.web.body import BodyGuard
 from hangar.web.correlation import CorrelationMiddleware
 from hangar.web.errors import UnexpectedErrors
 from hangar.web.ratelimit import RateLimitHeaders, rate_limit
+from hangar.web.uow import UnitOfWorkMiddleware
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,11 @@ def new_face_app(platform: Platform, *, title: str, version: str, description: s
         dependencies=[Depends(rate_limit)],
     )
     app.state.platform = platform
+    idempotency.install(app)
     # Innermost: an unexpected exception answers in the face's shape (web/errors.py).
     app.add_middleware(UnexpectedErrors)
+    # Outside it, so a route's unexpected failure is an answer here, and rolled back.
+    app.add_middleware(UnitOfWorkMiddleware)
     # Inside the face (not on the main port's app), so its errors get the face's shape and
     # the agent relay's bodies on the main port are not bounded by it.
     app.add_middleware(BodyGuard, max_bytes=platform.settings.limits.max_body_bytes)

@@ -31,6 +31,7 @@ from hangar.core.capsules.repository import CapsuleRepository, TemplateRepositor
 from hangar.core.clock import utcnow
 from hangar.core.compute.firewall import DEFAULT_POLICY, FirewallPolicy
 from hangar.core.config import CapsuleSettings
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import InvalidInput, InvalidState, NotFound, Unavailable
 from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.quotas.service import QuotaService
@@ -142,7 +143,7 @@ class CapsuleCreation:
         capsule.status, capsule.status_reason = CapsuleStatus.STARTING, "starting"
         capsule.claimed_at = now
         self.session.add(capsule)
-        await self.session.commit()
+        await checkpoint(self.session)
         return handle
 
     async def _start(
@@ -155,12 +156,12 @@ class CapsuleCreation:
             await self._release(capsule)
             raise
         if await record_running(self.session, capsule.id, handle, sandbox, created=True):
-            await self.session.commit()
+            await checkpoint(self.session)
             return capsule
         # The reservation no longer stands: destroyed, or sent back to the queue by its host
         # going down, while it started. Commit (ending even a no-op UPDATE's write lock)
         # before the host is asked to undo the start.
-        await self.session.commit()
+        await checkpoint(self.session)
         with contextlib.suppress(AgentError):
             await handle.client.destroy_sandbox(capsule.id)
         await self.session.refresh(capsule)
@@ -169,7 +170,7 @@ class CapsuleCreation:
         if queue and capsule.status == CapsuleStatus.PENDING:
             # Queued again: the provisioner starts it (elsewhere, or once its host is back).
             capsule_event(self.session, "capsule.created", capsule)
-            await self.session.commit()
+            await checkpoint(self.session)
             return capsule
         await self._release(capsule)
         raise Unavailable("the capsule's host went down while it was starting")
@@ -188,7 +189,7 @@ class CapsuleCreation:
             )
             .execution_options(synchronize_session=False)
         )
-        await self.session.commit()
+        await checkpoint(self.session)
         if capsule in self.session:
             self.session.expunge(capsule)
 
@@ -200,7 +201,7 @@ class CapsuleCreation:
         capsule.status_reason = "waiting for a host"
         self.session.add(capsule)
         capsule_event(self.session, "capsule.created", capsule)
-        await self.session.commit()
+        await checkpoint(self.session)
 
     async def _requeue(self, capsule: Capsule) -> Capsule:
         """Hand a reserved capsule to the provisioner (its host is not ready); committed."""
@@ -220,7 +221,7 @@ class CapsuleCreation:
         await self.session.refresh(capsule)
         if isinstance(result, CursorResult) and result.rowcount == 1:
             capsule_event(self.session, "capsule.created", capsule)
-        await self.session.commit()
+        await checkpoint(self.session)
         return capsule
 
     async def create_vm(

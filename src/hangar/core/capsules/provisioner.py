@@ -26,6 +26,7 @@ from hangar.core.capsules.repository import CapsuleRepository
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import DomainError, Unavailable
 from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.hosts.repository import HostRepository
@@ -98,7 +99,7 @@ class Provisioner:
                     .values(status=SnapshotStatus.ERROR, status_reason="snapshot was interrupted")
                     .execution_options(synchronize_session=False)
                 )
-                await session.commit()
+                await checkpoint(session)
         for capsule_id in pending:
             if capsule_id not in self._tasks:
                 self._tasks[capsule_id] = asyncio.create_task(self._attempt(capsule_id))
@@ -173,7 +174,7 @@ class Provisioner:
                 )
                 .execution_options(synchronize_session=False)
             )
-            await session.commit()
+            await checkpoint(session)
             if _rowcount(claimed) != 1:
                 return  # another replica (or a destroy) got there first
             await session.refresh(capsule)  # the row as claimed (firewall, disk, name)
@@ -194,7 +195,7 @@ class Provisioner:
             .values(status_reason=reason)
             .execution_options(synchronize_session=False)
         )
-        await session.commit()
+        await checkpoint(session)
 
     async def _give_up_queued(self, session: AsyncSession, capsule: Capsule, reason: str) -> None:
         log.warning("capsule.provision_failed", capsule_id=capsule.id, error=reason)
@@ -204,7 +205,7 @@ class Provisioner:
             .values(status=CapsuleStatus.ERROR, status_reason=f"could not start: {reason}")
             .execution_options(synchronize_session=False)
         )
-        await session.commit()
+        await checkpoint(session)
 
     async def _started(self, capsule_id: str, handle: AgentHandle, sandbox: Sandbox) -> None:
         """Finish our claim: running, unless the claim no longer stands (then undo the start)."""
@@ -224,7 +225,7 @@ class Provisioner:
                     with contextlib.suppress(AgentError):
                         await handle.client.destroy_sandbox(capsule_id)
                 return
-            await session.commit()
+            await checkpoint(session)
         log.info("capsule.provisioned", capsule_id=capsule_id, host_id=handle.host_id)
 
     async def _failed(self, capsule_id: str, host_id: str, reason: str) -> None:
@@ -260,7 +261,7 @@ class Provisioner:
                 )
                 .execution_options(synchronize_session=False)
             )
-            await session.commit()
+            await checkpoint(session)
 
     async def _recover(self, capsule_id: str) -> None:
         """A claim older than the timeout: running if its host has the sandbox, else queued.
@@ -299,7 +300,7 @@ class Provisioner:
                 if await record_running(
                     session, capsule_id, handle, sandbox, claimed_before=cutoff
                 ):
-                    await session.commit()
+                    await checkpoint(session)
                     log.warning("capsule.claim_recovered", capsule_id=capsule_id, running=True)
                 return
             if handle is not None and sandbox is not None:
@@ -323,7 +324,7 @@ class Provisioner:
                 )
                 .execution_options(synchronize_session=False)
             )
-            await session.commit()
+            await checkpoint(session)
             if _rowcount(requeued) == 1:
                 log.warning("capsule.claim_recovered", capsule_id=capsule_id, running=False)
 

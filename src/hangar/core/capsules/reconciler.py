@@ -23,6 +23,7 @@ from hangar.core.capsules.teardown import sweep_deleted_teams
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings, HostSettings
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import DomainError
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.hosts.liveness import UP, mark_down, mark_up, stale
@@ -89,7 +90,7 @@ class CapsuleReconciler:
                     continue
                 try:
                     await capsules.pause_row(capsule)
-                    await session.commit()
+                    await checkpoint(session)
                     log.info("capsule.auto_paused", capsule_id=capsule.id)
                 except DomainError as exc:
                     await session.rollback()
@@ -176,7 +177,7 @@ class CapsuleReconciler:
                     .values(status=target[0], status_reason=target[1], updated_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
-            await session.commit()
+            await checkpoint(session)
             return known, undestroyed
 
     async def _host_down(self, host_id: str, reason: str) -> None:
@@ -186,7 +187,7 @@ class CapsuleReconciler:
             if host is None:
                 return
             missing = await mark_down(session, host, HostStatus.UNREACHABLE, reason)
-            await session.commit()
+            await checkpoint(session)
         if missing is not None:
             log.warning("host.down", host_id=host_id, capsules_missing=len(missing))
 
@@ -202,7 +203,7 @@ class CapsuleReconciler:
                 session.add(
                     UsageSample(team_id=team_id, sampled_at=now, running=n, vcpus=v, memory_mb=m)
                 )
-            await session.commit()
+            await checkpoint(session)
 
 
 async def _finish_destroy(session: AsyncSession, capsule: Capsule) -> None:

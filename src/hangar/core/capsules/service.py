@@ -25,6 +25,7 @@ from hangar.core.capsules.repository import CapsuleRepository, TemplateRepositor
 from hangar.core.capsules.rules import check_name, sandbox_path
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import DomainError, InvalidInput, InvalidState, NotFound
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.pagination import Page, PageRequest
@@ -115,7 +116,7 @@ class CapsuleService(CapsuleCreation, CapsuleNetworking):
         if capsule.host_id and capsule.status in ASKS_HOST_TO_DESTROY:
             self.fleet.agent(capsule.host_id)  # not connected: refused now, nothing noted
             capsule.destroying_since = utcnow()
-            await self.session.commit()
+            await checkpoint(self.session)
         await self.destroy_sandbox(capsule)
         await self.mark_destroyed(capsule)
 

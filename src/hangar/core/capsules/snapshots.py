@@ -20,6 +20,7 @@ from hangar.core.capsules.repository import TemplateRepository
 from hangar.core.capsules.rules import MAX_NAME, check_name, check_template_name
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.clock import utcnow
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import Conflict, DomainError, InvalidState, NotFound
 from hangar.core.events.outbox import record
 from hangar.core.fleet.gateway import AgentHandle, Fleet
@@ -99,14 +100,14 @@ class SnapshotService:
                 await self.session.delete(existing)
                 await self.session.flush()
             await self._save_named(template, name)  # a racing create of the same name: 409
-            await self.session.commit()
+            await checkpoint(self.session)
         try:
             async with agent_call():
                 made = await agent.snapshot(capsule.id, template.host_template)
         except DomainError:
             if reserved:  # the slot is free again
                 await self.session.delete(template)
-                await self.session.commit()
+                await checkpoint(self.session)
             raise
         # Every agent call before any write: a flush would hold the database's write lock
         # (SQLite) while the agent works.

@@ -16,6 +16,7 @@ from hangar.core.capsules.models import LIVE_STATUSES, Capsule, CapsuleStatus
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import DomainError
 from hangar.core.fleet.gateway import Fleet
 from hangar.core.identity.models import Team
@@ -39,7 +40,7 @@ async def destroy_team_capsules(capsules: CapsuleService, team_id: str) -> int:
             continue
         try:
             await capsules.destroy_row(capsule)
-            await session.commit()
+            await checkpoint(session)
         except DomainError as exc:
             await session.rollback()
             left += 1
@@ -67,7 +68,7 @@ async def sweep_deleted_teams(db: Database, fleet: Fleet, settings: CapsuleSetti
     """Destroy what deleted teams still have live (the reconciler runs this every tick)."""
     async with db.session() as session:
         team_ids = await teams_with_capsules_to_destroy(session)
-        await session.commit()  # end the read: each destroy calls a host outside a transaction
+        await checkpoint(session)  # end the read: each destroy calls a host outside a transaction
         for team_id in team_ids:
             left = await destroy_team_capsules(CapsuleService(session, fleet, settings), team_id)
             log.info("team.capsules_swept", team_id=team_id, left=left)

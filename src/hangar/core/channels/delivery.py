@@ -23,6 +23,7 @@ from hangar.core.channels.service import ChannelService
 from hangar.core.clock import utcnow
 from hangar.core.config import ChannelSettings
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.events.envelope import Event
 from hangar.core.security.sealing import Sealer
 
@@ -77,7 +78,7 @@ class DeliveryWorker:
                 delivery.next_attempt_at = now + lease
                 event = Event.from_dict(dict(delivery.event))
                 work.append((delivery.id, event, channel.provider, service.config_of(channel)))
-            await session.commit()
+            await checkpoint(session)
         return work
 
     async def _send(self, provider: str, config: dict[str, str], event: Event) -> str | None:
@@ -121,7 +122,7 @@ class DeliveryWorker:
                     delivery.status = DeliveryStatus.FAILED
                 else:
                     delivery.next_attempt_at = now + self.backoff(delivery.attempts)
-            await session.commit()
+            await checkpoint(session)
         return len(work)
 
     async def run_forever(self) -> None:

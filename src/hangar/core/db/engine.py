@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from hangar.core.db.uow import UnitOfWork
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
@@ -72,8 +74,12 @@ class Database:
         return self.url.get_backend_name() == "sqlite"
 
     def session(self) -> AsyncSession:
-        """A new session; the caller commits (services never do)."""
+        """A new session for reading; work that writes runs in a `unit_of_work`."""
         return self.sessions()
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A unit of work on a new session (core/db/uow.py)."""
+        return UnitOfWork(self.sessions)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.clock import utcnow
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.events.envelope import Event
 from hangar.core.events.models import OutboxEvent
 
@@ -66,7 +67,7 @@ class Relay:
             now = utcnow()
             for row in rows:
                 row.relayed_at = now
-            await session.commit()
+            await checkpoint(session)
             return len(rows)
 
     async def run_forever(self) -> None:

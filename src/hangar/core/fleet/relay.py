@@ -19,6 +19,7 @@ import structlog
 
 from hangar.agentproto.client import AgentClient
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.hosts import presence
 from hangar.core.security.jwt import TokenSigner
 
@@ -138,6 +139,6 @@ async def refresh(db: Database, fleet: Fleet) -> None:
         return
     async with db.session() as session:
         owners = await presence.reconcile(session, fleet.uplink_hosts(), fleet.relays.replica_url)
-        await session.commit()
+        await checkpoint(session)
     fleet.relays.replace(owners)
     await fleet.relays.close_retired()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hangar.agentproto.client import AgentClient, AgentError
 from hangar.agentproto.models import AgentInfo
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.hosts import rules
 from hangar.core.hosts.liveness import mark_up
@@ -74,7 +75,7 @@ async def connect_static_agents(
             info = None
         async with db.session() as session:
             host = await upsert_static_host(session, name, address, info, region)
-            await session.commit()
+            await checkpoint(session)
         fleet.add(
             AgentHandle(
                 host.id,

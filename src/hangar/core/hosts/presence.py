@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.clock import utcnow
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.hosts.models import Host
 
 log = structlog.get_logger("hangar.core.hosts.presence")
@@ -81,7 +82,7 @@ async def connected(db: Database, host_id: str, replica: str | None) -> None:
     try:
         async with db.session() as session:
             await claim(session, host_id, replica)
-            await session.commit()
+            await checkpoint(session)
     except Exception:  # the uplink works here regardless; other replicas just can't relay
         log.exception("presence.claim_failed", host_id=host_id)
 
@@ -93,6 +94,6 @@ async def disconnected(db: Database, host_id: str, replica: str | None) -> None:
     try:
         async with db.session() as session:
             await release(session, host_id, replica)
-            await session.commit()
+            await checkpoint(session)
     except Exception:  # the other replicas' relay calls fail until it reconnects somewhere
         log.exception("presence.release_failed", host_id=host_id)

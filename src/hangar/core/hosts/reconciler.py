@@ -11,6 +11,7 @@ from hangar.core import correlation
 from hangar.core.clock import utcnow
 from hangar.core.config import HostSettings
 from hangar.core.db import Database
+from hangar.core.db.uow import checkpoint
 from hangar.core.hosts.liveness import mark_down
 from hangar.core.hosts.models import HostStatus
 from hangar.core.hosts.repository import HostRepository
@@ -56,7 +57,7 @@ class HeartbeatReconciler:
                 )
                 if missing is not None:
                     down.append((host.id, len(missing)))
-            await session.commit()
+            await checkpoint(session)
         for host_id, capsules in down:
             log.warning("host.down", host_id=host_id, capsules_missing=capsules)
         return [host_id for host_id, _ in down]

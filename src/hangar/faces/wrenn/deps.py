@@ -14,6 +14,7 @@ from hangar.core.errors import Unauthenticated
 from hangar.core.identity.principal import Principal
 from hangar.core.identity.service import TeamService, UserService
 from hangar.faces.wrenn.settings import WrennSettings
+from hangar.web import idempotency
 from hangar.web.auth import authenticate_key_or_user
 from hangar.web.credentials import bearer_token
 from hangar.web.deps import PlatformDep, SessionDep
@@ -42,7 +43,9 @@ async def user_principal(request: Request, auth: AuthDep) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated("Authorization: Bearer <token> required")
-    return await auth.authenticate(token)
+    principal = await auth.authenticate(token)
+    await idempotency.guard(request, principal)
+    return principal
 
 
 async def key_or_user_principal(

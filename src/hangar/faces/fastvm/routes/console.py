@@ -52,7 +52,6 @@ async def console_token(
     token, expires_in = await ConsoleService(session, platform.settings.capsules).issue(
         org, str(id)
     )
-    await session.commit()
     # Relative to the face's root (`/fastvm` on the main port, `/` on the face's own port).
     return f.ConsoleTokenResponse(
         token=token,

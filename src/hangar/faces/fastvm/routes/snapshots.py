@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from hangar.core.db.uow import checkpoint
 from hangar.core.errors import Conflict, InvalidInput, Unavailable, UpstreamError
 from hangar.core.quotas.rules import QuotaExceeded
 from hangar.faces.fastvm import render
@@ -30,10 +31,9 @@ async def create_snapshot(
     with documented_as(QuotaExceeded, Conflict), documented_as(Unavailable, UpstreamError):
         template = await snapshots.begin_snapshot(org, str(body.vm_id), name=body.name)
     # Committed while `creating`, so the name is taken and the snapshot listed meanwhile.
-    await session.commit()
+    await checkpoint(session)  # the snapshot is recorded before its host is asked to finish it
     with documented_as(Unavailable, UpstreamError):
         template = await snapshots.finish_snapshot(template)
-    await session.commit()
     return render.snapshot(template)
 
 
@@ -54,7 +54,6 @@ async def update_snapshot(
     """Rename a snapshot."""
     with documented_as(Conflict, InvalidInput):  # a name taken: updateSnapshot has no 409
         template = await snapshots.rename_snapshot(org, str(id), body.name)
-    await session.commit()
     return render.snapshot(template)
 
 
@@ -70,5 +69,4 @@ async def delete_snapshot(
         documented_as(UpstreamError, InvalidInput),
     ):
         await snapshots.delete_snapshot(org, str(id))
-    await session.commit()
     return f.DeleteResponse(id=str(id), deleted=True)

@@ -75,7 +75,6 @@ async def create_vm(
             firewall=firewall,
             queue=True,
         )
-    await session.commit()
     if capsule.status != CapsuleStatus.RUNNING:
         response.status_code = 202
     return render.vm(capsule)
@@ -93,7 +92,6 @@ async def update_vm(
 ) -> f.VMInstance:
     """Rename a VM."""
     capsule = await capsules.rename(org, str(id), body.name)
-    await session.commit()
     return render.vm(capsule)
 
 
@@ -105,7 +103,6 @@ async def delete_vm(
     # A refusal of the host (no 409 listed for deleteVM) is the host failing: 502.
     with host_down_as_502(), documented_as(Conflict, UpstreamError):
         capsule = await capsules.destroy(org, str(id))
-    await session.commit()
     return f.DeleteResponse(id=capsule.id, deleted=True, deleted_at=capsule.destroyed_at)
 
 
@@ -119,7 +116,6 @@ async def replace_firewall(
     # Conflict: e.g. a capsule without networking.
     with host_down_as_502(), documented_as(Conflict, InvalidInput):
         capsule = await capsules.set_firewall(org, str(id), policy)
-    await session.commit()
     return render.vm(capsule)
 
 
@@ -135,7 +131,6 @@ async def patch_firewall(
     # Conflict: e.g. a capsule without networking.
     with host_down_as_502(), documented_as(Conflict, InvalidInput):
         capsule = await capsules.patch_firewall(org, str(id), body.mode, render.rules(body.ingress))
-    await session.commit()
     return render.vm(capsule)
 
 
@@ -161,5 +156,4 @@ async def exec_vm(
             )
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it
-    await session.commit()
     return render.exec_response(outcome)

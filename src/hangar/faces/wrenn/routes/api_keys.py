@@ -21,7 +21,6 @@ async def create_api_key(
 ) -> w.APIKeyResponse:
     """Create a key; its plaintext is in this response and never again."""
     issued = await keys.create(principal, body.name if body else None)
-    await session.commit()
     return render.api_key(issued.key, issued.plaintext)
 
 
@@ -40,5 +39,4 @@ async def delete_api_key(
 ) -> Response:
     """Revoke a key at once. Idempotent: 204 even when there was nothing to delete."""
     await keys.revoke(principal, ids.decode(ids.KEY, id))
-    await session.commit()
     return Response(status_code=204)

@@ -25,7 +25,6 @@ async def signup(
     """Create an account with a personal team and sign in."""
     await throttle.attempt(request, "signup", rules.email_lookup_key(body.email))
     signed = await auth.signup(body.email, body.password, body.name)
-    await session.commit()
     return render.auth(signed)
 
 

@@ -39,7 +39,6 @@ async def create_capsule(
         memory_mb=body.memory_mb,
         timeout_sec=body.timeout_sec,
     )
-    await session.commit()
     return render.capsule(capsule)
 
 
@@ -73,7 +72,6 @@ async def destroy_capsule(
 ) -> Response:
     """Destroy a capsule and everything it ran."""
     await capsules.destroy(principal.require_team(), _id(id))
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -99,7 +97,6 @@ async def exec_command(
         )
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it
-    await session.commit()
     return render.exec_response(id, body.cmd, outcome)
 
 
@@ -109,7 +106,6 @@ async def ping_capsule(
 ) -> Response:
     """Reset the inactivity timer."""
     await capsules.ping(principal.require_team(), _id(id))
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -128,7 +124,6 @@ async def pause_capsule(
 ) -> w.Capsule:
     """Freeze a running capsule; its memory and processes are kept."""
     capsule = await capsules.pause(principal.require_team(), _id(id))
-    await session.commit()
     return render.capsule(capsule)
 
 
@@ -138,5 +133,4 @@ async def resume_capsule(
 ) -> w.Capsule:
     """Thaw a paused capsule."""
     capsule = await capsules.resume(principal.require_team(), _id(id))
-    await session.commit()
     return render.capsule(capsule)

@@ -47,7 +47,6 @@ async def create_channel(
     saved = await channels.create(
         principal.require_team(), body.name, body.provider, body.config, body.events
     )
-    await session.commit()
     return _render(saved.channel, saved.secret)
 
 
@@ -84,7 +83,6 @@ async def update_channel(
     channel = await channels.update(
         principal.require_team(), ids.decode(ids.CHANNEL, id), body.name, body.events
     )
-    await session.commit()
     return _render(channel)
 
 
@@ -94,7 +92,6 @@ async def delete_channel(
 ) -> Response:
     """Delete a channel; 204 also when there is nothing to delete."""
     await channels.delete(principal.require_team(), ids.decode(ids.CHANNEL, id))
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -110,5 +107,4 @@ async def rotate_channel_config(
     saved = await channels.rotate(
         principal.require_team(), ids.decode(ids.CHANNEL, id), body.config
     )
-    await session.commit()
     return _render(saved.channel, saved.secret)

@@ -41,7 +41,6 @@ async def create_host(
     """A pending host and its one-time registration token (valid 1 h)."""
     team_id = ids.decode(ids.TEAM, body.team_id) if body.team_id is not None else None
     made = await hosts.create(principal, body.type, team_id, body.provider, body.availability_zone)
-    await session.commit()
     return w.CreateHostResponse(host=render.host(made.host), registration_token=made.token)
 
 
@@ -69,7 +68,6 @@ async def register_host(
         memory_mb=body.memory_mb,
         disk_gb=body.disk_gb,
     )
-    await session.commit()
     return render.credentials(creds)
 
 
@@ -79,7 +77,6 @@ async def refresh_host_token(
 ) -> w.HostCredentials:
     """Rotate a refresh token: a new JWT and refresh token; the old one is dead at once."""
     creds = await hosts.refresh(body.refresh_token)
-    await session.commit()
     return render.credentials(creds)
 
 
@@ -105,7 +102,6 @@ async def delete_host(
         sandbox_ids = [ids.encode(ids.CAPSULE, c) for c in exc.capsule_ids]
         error = {"code": exc.code, "message": exc.message, "sandbox_ids": sandbox_ids}
         return JSONResponse({"error": error}, status_code=409)
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -124,7 +120,6 @@ async def regenerate_host_token(
 ) -> w.CreateHostResponse:
     """A fresh registration token for a host still pending; earlier ones stop working."""
     made = await hosts.regenerate_token(principal, _id(id))
-    await session.commit()
     return w.CreateHostResponse(host=render.host(made.host), registration_token=made.token)
 
 
@@ -140,7 +135,6 @@ async def host_heartbeat(
         raise Unauthenticated("X-Host-Token required")
     # The URL's id is compared in the core: a malformed one simply does not match the token.
     await hosts.heartbeat(x_host_token, _id(id))
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -156,7 +150,6 @@ async def add_host_tag(
 ) -> Response:
     """Tag a host (idempotent)."""
     await hosts.add_tag(principal, _id(id), body.tag)
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -166,5 +159,4 @@ async def remove_host_tag(
 ) -> Response:
     """Untag a host (idempotent)."""
     await hosts.remove_tag(principal, _id(id), tag)
-    await session.commit()
     return Response(status_code=204)

@@ -107,7 +107,6 @@ async def oauth_callback(
         return done({"error": "exchange_failed"})
     try:
         signed = await OAuthLogin(auth).sign_in(provider, profile)
-        await session.commit()
     except DomainError as exc:
         await session.rollback()
         return done({"error": "email_taken" if exc.code == "email_taken" else "internal_error"})

@@ -33,7 +33,6 @@ async def create_snapshot(
         body.name,
         overwrite=overwrite == "true",
     )
-    await session.commit()
     return render.template(TemplateView.of_snapshot(made))
 
 
@@ -56,5 +55,4 @@ async def delete_snapshot(
 ) -> Response:
     """Delete a snapshot template and its files."""
     await snapshots.delete(principal.require_team(), name)
-    await session.commit()
     return Response(status_code=204)

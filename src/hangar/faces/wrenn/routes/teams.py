@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from hangar.core.capsules.teardown import destroy_team_capsules
+from hangar.core.db.uow import checkpoint
 from hangar.core.identity.models import Role
 from hangar.faces.wrenn import ids, render
 from hangar.faces.wrenn import schemas as w
@@ -28,7 +29,6 @@ async def create_team(
 ) -> w.TeamWithRole:
     """Create a team owned by the caller."""
     acc = await teams.create(principal.require_user(), body.name)
-    await session.commit()
     return render.team_with_role(acc.team, acc.membership)
 
 
@@ -53,7 +53,6 @@ async def rename_team(
 ) -> Response:
     """Rename the team (admin or owner)."""
     await teams.rename(principal, ids.decode(ids.TEAM, id), body.name)
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -68,7 +67,7 @@ async def delete_team(
     """Soft-delete the team (owner only), revoke its tokens and keys, destroy its capsules."""
     team_id = ids.decode(ids.TEAM, id)
     await teams.delete(principal, team_id)
-    await session.commit()  # from here every credential of the team is refused
+    await checkpoint(session)  # from here every credential of the team is refused
     await destroy_team_capsules(capsules, team_id)
     return Response(status_code=204)
 
@@ -94,7 +93,6 @@ async def add_member(
 ) -> w.TeamMember:
     """Add an existing account as a member (admin or owner)."""
     membership, user = await teams.add_member(principal, ids.decode(ids.TEAM, id), body.email)
-    await session.commit()
     return render.member(membership, user)
 
 
@@ -111,7 +109,6 @@ async def update_member_role(
     await teams.set_role(
         principal, ids.decode(ids.TEAM, id), ids.decode(ids.USER, uid), Role(body.role)
     )
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -125,7 +122,6 @@ async def remove_member(
 ) -> Response:
     """Remove a member (admin or owner; never the owner)."""
     await teams.remove_member(principal, ids.decode(ids.TEAM, id), ids.decode(ids.USER, uid))
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -138,5 +134,4 @@ async def leave_team(
 ) -> Response:
     """Leave the team (not for the owner)."""
     await teams.leave(principal, ids.decode(ids.TEAM, id))
-    await session.commit()
     return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Idempotency keys: a mutation repeated with the same key is answered once."""
