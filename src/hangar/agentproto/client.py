@@ -7,6 +7,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -37,6 +38,12 @@ PROTOCOL_HEADER = "X-Hangar-Agent-Protocol"
 # Told of every call: (operation such as `POST /v1/sandboxes/{id}/exec`, outcome, seconds),
 # where the outcome is `ok`, `error` (the agent refused), `unreachable` or `cancelled`.
 CallObserver = Callable[[str, str, float], None]
+# Wraps every call, e.g. in a trace span (the control plane's OpenTelemetry, when configured):
+# given the operation, method, full URL and the request's headers (which it may add trace
+# context to), it yields a callback told the answer's HTTP status; a failed call raises through.
+CallTracer = Callable[
+    [str, str, str, dict[str, str]], AbstractContextManager[Callable[[int], None]]
+]
 # Ids and names become placeholders, so operations form a small, fixed set.
 _NAMED = re.compile(r"^(/v1/(?:sandboxes|templates))/[^/]+")
 
@@ -44,6 +51,10 @@ _NAMED = re.compile(r"^(/v1/(?:sandboxes|templates))/[^/]+")
 def operation(method: str, path: str) -> str:
     """The call's method and path template: `GET /v1/sandboxes/{id}`."""
     return method + " " + _NAMED.sub(r"\1/{id}", path)
+
+
+def _no_status(_: int) -> None:
+    """The status callback when no tracer is set."""
 
 
 class AgentError(Exception):
@@ -116,6 +127,7 @@ class AgentClient:
         self.address = address
         self.tunnel = tunnel
         self.observer: CallObserver | None = None
+        self.tracer: CallTracer | None = None
         headers = {PROTOCOL_HEADER: VERSION}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -166,26 +178,35 @@ class AgentClient:
         self, method: str, path: str, *, body: Any = None, timeout: float | None = None, **kw: Any
     ) -> httpx.Response:
         started, outcome = time.perf_counter(), "cancelled"
+        op, headers = operation(method, path), dict[str, str]()
+        span = (
+            self.tracer(op, method, str(self._http.base_url.join(path)), headers)
+            if self.tracer is not None
+            else nullcontext(_no_status)
+        )
         try:
-            try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    json=body,
-                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-                    **kw,
-                )
-            except httpx.TransportError as exc:
-                outcome = "unreachable"
-                raise AgentUnreachable(str(exc) or type(exc).__name__) from exc
-            if response.status_code >= 400:
-                outcome = "error"
-                raise _error(response)
+            with span as note_status:
+                try:
+                    response = await self._http.request(
+                        method,
+                        path,
+                        json=body,
+                        headers=headers,
+                        timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                        **kw,
+                    )
+                except httpx.TransportError as exc:
+                    outcome = "unreachable"
+                    raise AgentUnreachable(str(exc) or type(exc).__name__) from exc
+                note_status(response.status_code)
+                if response.status_code >= 400:
+                    outcome = "error"
+                    raise _error(response)
             outcome = "ok"
             return response
         finally:
             if self.observer is not None:
-                self.observer(operation(method, path), outcome, time.perf_counter() - started)
+                self.observer(op, outcome, time.perf_counter() - started)
 
     async def info(self) -> AgentInfo:
         """The agent's host facts."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -32,6 +33,9 @@ from hangar.web.health import router as health_router
 from hangar.web.metrics import RequestMetrics
 from hangar.web.metrics import router as metrics_router
 from hangar.web.registry import FaceSpec, build_face, settings_section
+
+if TYPE_CHECKING:
+    from hangar.web.tracing import Tracing
 
 FACE_NAMES = tuple(spec.name for spec in FACES)
 
@@ -69,6 +73,18 @@ def build_faces(
     }
 
 
+def start_tracing(settings: Settings, platform: Platform) -> Tracing | None:
+    """The OpenTelemetry pipeline when an OTLP endpoint is configured, else None (no cost)."""
+    if not settings.otel.enabled():
+        return None
+    # Imported here so a process without an endpoint never loads OpenTelemetry.
+    from hangar.web.tracing import Tracing
+
+    tracing = Tracing(settings.otel.endpoint, settings.otel.service_name)
+    platform.fleet.tracer = tracing.agent_call
+    return tracing
+
+
 def build_app(
     settings: Settings, platform: Platform | None = None, faces: Sequence[FaceSpec] = FACES
 ) -> FastAPI:
@@ -76,6 +92,7 @@ def build_app(
     platform = platform or Platform(settings)
     built = build_faces(platform, settings, faces)
     platform.fleet.enable_relays(settings.internal_base_url(), platform.signer)
+    tracing = start_tracing(settings, platform)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -129,11 +146,18 @@ def build_app(
             if nats_events is not None:
                 await nats_events.close()
             await platform.stop()
+            if tracing is not None:
+                tracing.shutdown()
 
     app = FastAPI(title="Hangar", version="0.1.0", lifespan=lifespan, docs_url=None)
     app.state.platform = platform
     app.state.faces = built
+    app.state.tracing = tracing
     app.add_middleware(CorrelationMiddleware)
+    if tracing is not None:  # inside the metrics, around the correlation id's binding
+        from hangar.web.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, tracing=tracing, faces=tuple(built))
     app.add_middleware(RequestMetrics, metrics=platform.metrics, faces=tuple(built))
     app.include_router(health_router)
     app.include_router(metrics_router)

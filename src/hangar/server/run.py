@@ -41,15 +41,20 @@ def face_servers(app: FastAPI, settings: Settings) -> list[uvicorn.Server]:
         raise SystemExit(f"unknown face(s) in --face-port: {', '.join(sorted(unknown))}")
     return [
         uvicorn.Server(
-            _config(
-                RequestMetrics(faces[name].app, metrics=app.state.platform.metrics, face=name),
-                settings.host,
-                port,
-                lifespan="off",
-            )
+            _config(face_port_app(app, faces[name].app, name), settings.host, port, lifespan="off")
         )
         for name, port in settings.face_ports.items()
     ]
+
+
+def face_port_app(main: FastAPI, face_app: ASGIApp, name: str) -> ASGIApp:
+    """A face's app as its own port serves it: traced (when tracing is on) and counted."""
+    tracing = main.state.tracing
+    if tracing is not None:
+        from hangar.web.tracing import TracingMiddleware  # loaded only when tracing is on
+
+        face_app = TracingMiddleware(face_app, tracing=tracing, face=name)
+    return RequestMetrics(face_app, metrics=main.state.platform.metrics, face=name)
 
 
 async def serve(settings: Settings, companions: Sequence[uvicorn.Server] = ()) -> None:

@@ -30,6 +30,14 @@ async def metrics(platform: PlatformDep) -> Response:
     return Response(generate_latest(platform.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def face_of(path: str, faces: frozenset[str], face: str = "") -> str:
+    """The face a request is for: `face` on its own port, else the path's prefix if a face's."""
+    if face:
+        return face
+    first = path.split("/", 2)[1] if path.startswith("/") else ""
+    return first if first in faces else MAIN
+
+
 class RequestMetrics:
     """Count and time HTTP requests by face, route template, method and status.
 
@@ -46,10 +54,7 @@ class RequestMetrics:
         self.face = face
 
     def _face_of(self, path: str) -> str:
-        if self.face:
-            return self.face
-        first = path.split("/", 2)[1] if path.startswith("/") else ""
-        return first if first in self.faces else MAIN
+        return face_of(path, self.faces, self.face)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection (WebSockets and lifespan pass through uncounted)."""

@@ -84,3 +84,11 @@ def command_argv(cmd: str, args: list[str]) -> list[str]:
     if args:
         return [cmd, *args]
     return ["/bin/sh", "-c", cmd]
+
+
+def exec_env(env: dict[str, str]) -> dict[str, str]:
+    """Environment variables for a command, refused when the OS could not pass them on."""
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise InvalidInput(f"invalid environment variable name or value: {name!r}")
+    return env

@@ -22,7 +22,7 @@ from hangar.core.capsules.launch import capsule_event
 from hangar.core.capsules.models import Capsule, CapsuleStatus, MetricSample
 from hangar.core.capsules.networking import CapsuleNetworking
 from hangar.core.capsules.repository import CapsuleRepository, TemplateRepository
-from hangar.core.capsules.rules import check_name, sandbox_path
+from hangar.core.capsules.rules import check_name, exec_env, sandbox_path
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
 from hangar.core.db.uow import checkpoint
@@ -151,18 +151,33 @@ class CapsuleService(CapsuleCreation, CapsuleNetworking):
         await self.touch(await self.running(team_id, capsule_id))
 
     async def exec(
-        self, team_id: str, capsule_id: str, argv: list[str], timeout_sec: int
+        self,
+        team_id: str,
+        capsule_id: str,
+        argv: list[str],
+        timeout_sec: int,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
     ) -> ExecOutcome:
-        """Run a command to completion; it is killed when the timeout passes."""
+        """Run a command to completion; it is killed when the timeout passes.
+
+        `env` is added to the sandbox user's environment; `cwd` (relative ones from the home
+        directory) defaults to the home directory.
+        """
         if not 1 <= timeout_sec <= self.settings.max_exec_timeout_sec:
             raise InvalidInput(
                 f"timeout_sec must be between 1 and {self.settings.max_exec_timeout_sec}"
             )
+        request = ExecRequest(
+            argv=argv,
+            env=exec_env(env or {}),
+            cwd=sandbox_path(cwd) if cwd else None,
+            timeout=timeout_sec,
+        )
         capsule = await self.running(team_id, capsule_id)
         async with agent_call():
-            r = await self.fleet.agent(capsule.host_id).exec(
-                capsule.id, ExecRequest(argv=argv, timeout=timeout_sec)
-            )
+            r = await self.fleet.agent(capsule.host_id).exec(capsule.id, request)
         # Touched after the command, not before: a write here would hold the database's
         # write lock (SQLite) for as long as the command runs.
         await self.touch(capsule)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hangar.agentproto.client import AgentClient, CallObserver
+from hangar.agentproto.client import AgentClient, CallObserver, CallTracer
 from hangar.core.config import HostSettings
 from hangar.core.errors import Unavailable
 from hangar.core.fleet.placement import Candidate, Capacity, Request, check_host, choose
@@ -38,6 +38,8 @@ class Fleet:
         self.relays: Relays | None = None
         # Given every agent client this fleet hands out (the platform's metrics time them).
         self.observer: CallObserver | None = None
+        # Also given to every client: wraps each call in a span when tracing is configured.
+        self.tracer: CallTracer | None = None
         settings = settings or HostSettings()
         self.capacity = Capacity(
             cpu_overcommit=settings.cpu_overcommit,
@@ -62,6 +64,7 @@ class Fleet:
     def add(self, handle: AgentHandle) -> None:
         """Make an agent reachable."""
         handle.client.observer = self.observer
+        handle.client.tracer = self.tracer
         self._agents[handle.host_id] = handle
 
     def remove(self, host_id: str, client: AgentClient | None = None) -> bool:
@@ -98,6 +101,7 @@ class Fleet:
             client = self.relays.client(host_id)
             if client is not None:
                 client.observer = self.observer
+                client.tracer = self.tracer
             handle = AgentHandle(host_id, client) if client is not None else None
         return handle
 

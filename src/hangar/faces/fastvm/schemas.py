@@ -93,6 +93,9 @@ class CreateSnapshotRequest(Wire):
 class ExecVMRequest(Wire):
     """A command (argv) to run to completion in a VM, with its timeout."""
 
+    # Every field the contract lists (`command`, `timeoutSec`) is implemented, so nothing here
+    # needs refusing; fields it does not list are ignored like on every FastVM body.
+
     command: Annotated[list[str], Field(min_length=1)]
     timeout_sec: Annotated[int, Field(ge=1)] | None = None
 

@@ -155,6 +155,14 @@ class ExecRequest(Wire):
     cmd: str
     args: list[str] = []
     timeout_sec: int = 30
+    # v0.1.5 lists these for background exec only; a foreground command gets them too (what a
+    # client sending them means), rather than dropping them.
+    envs: dict[str, str] = {}
+    cwd: str | None = None
+    # Background exec (202 with a pid and a tag) is not implemented yet: the route refuses
+    # `background: true` with 400 naming it. `tag` is read only with it, so it is ignored.
+    background: bool = False
+    tag: str | None = None
 
 
 class ExecResponse(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from hangar.core.capsules.rules import command_argv
+from hangar.core.errors import InvalidInput
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import render_capsules as render
 from hangar.faces.wrenn import schemas as w
@@ -85,6 +86,9 @@ async def exec_command(
     session: SessionDep,
 ) -> w.ExecResponse | Response:
     """Run a command to completion (killed after `timeout_sec`, or when the client leaves)."""
+    if body.background:
+        # Refused, never run in the foreground instead: the client waits for a 202 and a pid.
+        raise InvalidInput("background: background exec is not supported yet")
     try:
         outcome = await unless_disconnected(
             request,
@@ -93,6 +97,8 @@ async def exec_command(
                 _id(id),
                 command_argv(body.cmd, body.args),
                 body.timeout_sec,
+                env=body.envs,
+                cwd=body.cwd,
             ),
         )
     except ClientGone:
