@@ -46,6 +46,15 @@ from hangar.agentproto.models import (
     WriteResult,
 )
 from hangar.agentproto.models import FileEntry as WireEntry
+from hangar.agentproto.streams import (
+    Error,
+    Exit,
+    Output,
+    ProcessStarted,
+    PtyStarted,
+    Stderr,
+    Stdout,
+)
 
 _STATUS: dict[type[RuntimeError_], int] = {
     SandboxNotFound: 404,
@@ -307,7 +316,7 @@ async def _accept(ws: WebSocket, check: Any) -> bool:
 
 
 async def _fail(ws: WebSocket, exc: RuntimeError_) -> None:
-    await ws.send_json({"type": "error", "code": exc.code, "data": str(exc), "fatal": True})
+    await ws.send_json(Error(code=exc.code, data=str(exc), fatal=True).dump())
     await ws.close()
 
 
@@ -324,7 +333,7 @@ async def _serve_process(ws: WebSocket, agent: Agent, sandbox_id: str) -> None:
         return
     except WebSocketDisconnect:
         return
-    await ws.send_json({"type": "start", "pid": proc.pid})
+    await ws.send_json(ProcessStarted(pid=proc.pid).dump())
 
     async def inbound() -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -340,11 +349,11 @@ async def _serve_process(ws: WebSocket, agent: Agent, sandbox_id: str) -> None:
     try:
         async for event in proc.events():
             if event.kind == "exit":
-                await ws.send_json({"type": "exit", "exit_code": event.exit_code})
+                assert event.exit_code is not None  # an exit event always has one
+                await ws.send_json(Exit(exit_code=event.exit_code).dump())
             else:
-                await ws.send_json(
-                    {"type": event.kind, "data": base64.b64encode(event.data).decode()}
-                )
+                output = Stderr if event.kind == "stderr" else Stdout
+                await ws.send_json(output.of(event.data).dump())
         await ws.close()
     except WebSocketDisconnect:
         await proc.kill()
@@ -363,7 +372,7 @@ async def _serve_pty(ws: WebSocket, agent: Agent, sandbox_id: str) -> None:
         return
     except WebSocketDisconnect:
         return
-    await ws.send_json({"type": "started", "tag": session.tag, "pid": session.pty.pid})
+    await ws.send_json(PtyStarted(tag=session.tag, pid=session.pty.pid).dump())
     queue = session.attach()
 
     async def outbound() -> None:
@@ -372,7 +381,7 @@ async def _serve_pty(ws: WebSocket, agent: Agent, sandbox_id: str) -> None:
             if "bytes" in message:
                 data = message["bytes"]
                 assert isinstance(data, bytes)
-                message = {"type": "output", "data": base64.b64encode(data).decode()}
+                message = Output.of(data).dump()
             await ws.send_json(message)
             if message["type"] == "exit" or message.get("fatal"):
                 await ws.close()

@@ -9,7 +9,10 @@ import time
 from dataclasses import dataclass, field
 
 from hangar.agent.runtimes.base import Pty
+from hangar.agentproto.streams import Error, Exit
 
+# What a watcher is given: an agent stream message, or `output` with its raw `bytes` (only
+# encoded when sent, so a backlog of it stays raw).
 Message = dict[str, object]
 
 
@@ -37,12 +40,12 @@ class PtySession:
         if self._watcher is not None:
             # A newer connection wins; the old one is told it was replaced.
             with contextlib.suppress(asyncio.QueueFull):
-                self._watcher.put_nowait({"type": "error", "data": "replaced", "fatal": True})
+                self._watcher.put_nowait(Error(data="replaced", fatal=True).dump())
         if self._backlog:
             queue.put_nowait({"type": "output", "bytes": bytes(self._backlog)})
             self._backlog.clear()
         if self.exit_code is not None:
-            queue.put_nowait({"type": "exit", "exit_code": self.exit_code})
+            queue.put_nowait(Exit(exit_code=self.exit_code).dump())
         self._watcher = queue
         self.touch()
         return queue
@@ -74,7 +77,7 @@ class PtySession:
             self._deliver({"type": "output", "bytes": chunk})
         self.exit_code = await self.pty.wait()
         if self._watcher is not None:
-            self._watcher.put_nowait({"type": "exit", "exit_code": self.exit_code})
+            self._watcher.put_nowait(Exit(exit_code=self.exit_code).dump())
 
 
 class PtyRegistry:
@@ -117,6 +120,6 @@ class PtyRegistry:
                 if session._watcher is not None:
                     with contextlib.suppress(asyncio.QueueFull):
                         session._watcher.put_nowait(
-                            {"type": "error", "data": "closed after inactivity", "fatal": True}
+                            Error(data="closed after inactivity", fatal=True).dump()
                         )
                 await self.close(session)

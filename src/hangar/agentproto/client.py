@@ -30,6 +30,7 @@ from hangar.agentproto.models import (
     Template,
     WriteResult,
 )
+from hangar.agentproto.streams import AgentEvent, InvalidMessage, StreamMessage, parse_event
 
 if TYPE_CHECKING:
     from hangar.agentproto.tunnel import TunnelSession
@@ -88,6 +89,18 @@ class AgentStream(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close the stream."""
+
+    async def put(self, message: StreamMessage) -> None:
+        """Send one typed message."""
+        await self.send(message.dump())
+
+    async def events(self) -> AsyncIterator[AgentEvent]:
+        """The agent's messages, typed, until it closes the stream."""
+        async for raw in self:
+            try:
+                yield parse_event(raw)
+            except InvalidMessage:
+                continue  # a newer agent's message this control plane has no use for
 
 
 class WebSocketAgentStream(AgentStream):

@@ -8,26 +8,23 @@ short-lived relay JWT for this very host is accepted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 
 import httpx
-import structlog
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from hangar.agentproto.client import PROTOCOL_HEADER, AgentError, AgentStream
+from hangar.agentproto.client import PROTOCOL_HEADER, AgentError
 from hangar.agentproto.tunnel import TunnelSession
 from hangar.agentproto.tunnel_http import TunnelTransport, open_stream
 from hangar.core.errors import Unauthenticated
 from hangar.core.fleet.relay import RELAY_AUDIENCE, RELAY_PREFIX
 from hangar.core.platform import Platform
 from hangar.web.credentials import parse_bearer
+from hangar.web.streams import forward
 
 router = APIRouter(tags=["agents"])
-log = structlog.get_logger("hangar.web.agent_relay")
 
 ROUTE = RELAY_PREFIX + "/{host_id}/{path:path}"
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -125,34 +122,8 @@ async def relay_stream(ws: WebSocket, host_id: str, path: str) -> None:
         return
     await ws.accept()
     try:
-        await _pump(ws, stream)
+        await forward(ws, stream)
     finally:
         await stream.close()
         with contextlib.suppress(Exception):
             await ws.close()
-
-
-async def _pump(ws: WebSocket, stream: AgentStream) -> None:
-    """Carry messages both ways until either side ends."""
-
-    async def upstream() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await stream.send(json.loads(await ws.receive_text()))
-
-    async def downstream() -> None:
-        async for message in stream:
-            await ws.send_text(json.dumps(message))
-
-    tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.info("relay.stream_ended", error=str(task.exception()))
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task

@@ -6,16 +6,13 @@ from NATS), so a client may connect to any replica. Only events of the token's t
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from hangar.core.auth.service import AuthService
 from hangar.core.errors import DomainError, Unauthenticated
@@ -25,6 +22,9 @@ from hangar.core.identity.service import REVOCATION_EVENTS
 from hangar.core.platform import Platform
 from hangar.web.credentials import parse_bearer
 from hangar.web.deps import PlatformDep
+from hangar.web.streams.sse import EventStreamResponse, sse_message
+
+__all__ = ["EventStreamResponse", "format_event", "router", "team_events"]
 
 router = APIRouter(tags=["events"])
 
@@ -35,11 +35,7 @@ PING = b": ping\n\n"
 
 def format_event(event: Event) -> bytes:
     """One SSE message: `id`, `event` (the type) and the envelope as one line of JSON."""
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
-        event.id.encode(),
-        event.type.encode(),
-        event.to_json(),
-    )
+    return sse_message(event.id, event.type, event.to_json())
 
 
 async def team_events(
@@ -83,44 +79,6 @@ async def team_events(
                 continue
             last_sent = time.monotonic()
             yield format_event(event)
-
-
-class EventStreamResponse(StreamingResponse):
-    """Streams until the generator ends or the client goes away, whichever comes first.
-
-    The disconnect is watched for directly (not left to the next write failing), so a
-    subscription ends as soon as its client does, whatever ASGI spec version the server has.
-    """
-
-    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
-        super().__init__(
-            body,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            media_type="text/event-stream",
-        )
-        self.events = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the headers, then each chunk; stop on `http.disconnect`."""
-        async with anyio.create_task_group() as group:
-
-            async def watch_disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()
-
-            group.start_soon(watch_disconnect)
-            try:
-                await send(
-                    {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
-                )
-                async with contextlib.aclosing(self.events) as chunks:
-                    async for chunk in chunks:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            except OSError:  # the connection broke while writing: the client is gone
-                pass
-            group.cancel_scope.cancel()
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

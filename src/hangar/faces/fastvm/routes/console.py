@@ -9,18 +9,28 @@ and the reason `exit <code>`.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import contextlib
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Path, Query, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from hangar.agentproto.client import AgentStream
+from hangar.agentproto.streams import (
+    AgentEvent,
+    Error,
+    Exit,
+    Input,
+    Kill,
+    Output,
+    PtyStart,
+    Resize,
+    StreamMessage,
+)
 from hangar.core.capsules.console import LOGIN_SHELL, ConsoleService
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.errors import (
@@ -37,6 +47,7 @@ from hangar.faces.fastvm.deps import OrgDep
 from hangar.faces.fastvm.errors import documented_as, domain_response, error_response, log
 from hangar.faces.fastvm.settings import FastVMSettings
 from hangar.web.deps import PlatformDep, SessionDep
+from hangar.web.streams import Close, Frames, pump
 
 router = APIRouter(prefix="/v1/vms/{id}", tags=["Console"])
 VMId = Annotated[uuid.UUID, Path(alias="id")]
@@ -111,14 +122,13 @@ async def start_shell(
 ) -> AgentStream | None:
     """Start the login shell and accept the upgrade; on failure close the stream and refuse."""
     try:
-        await stream.send(
-            {
-                "type": "start",
-                "argv": list(LOGIN_SHELL),
-                "cols": settings.console_cols,
-                "rows": settings.console_rows,
-                "env": {"TERM": "xterm-256color"},
-            }
+        await stream.put(
+            PtyStart(
+                argv=list(LOGIN_SHELL),
+                cols=settings.console_cols,
+                rows=settings.console_rows,
+                env={"TERM": "xterm-256color"},
+            )
         )
         await ws.accept()
     except Exception:
@@ -162,11 +172,16 @@ def _fits(cols: int, rows: int) -> bool:
     return 0 < cols <= MAX_SIZE and 0 < rows <= MAX_SIZE
 
 
-async def _client_to_agent(ws: WebSocket, stream: AgentStream) -> None:
-    while True:
+class _ConsoleFrames(Frames):
+    """Raw terminal bytes both ways as binary frames; the shell's end as the close."""
+
+    ended = Close(1000, "closed")
+
+    async def receive(self, ws: WebSocket) -> Sequence[StreamMessage] | None:
+        """Keystrokes, or a resize, from the client's next frame."""
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
-            return
+            return None
         data: bytes | None = message.get("bytes")
         text: str | None = message.get("text")
         if text is not None:
@@ -174,47 +189,30 @@ async def _client_to_agent(ws: WebSocket, stream: AgentStream) -> None:
             if control is not None:
                 cols, rows = control.get("cols"), control.get("rows")
                 if isinstance(cols, int) and isinstance(rows, int) and _fits(cols, rows):
-                    await stream.send({"type": "resize", "cols": cols, "rows": rows})
-                continue
+                    return [Resize(cols=cols, rows=rows)]
+                return []
             data = text.encode()
-        if data:
-            await stream.send({"type": "input", "data": base64.b64encode(data).decode()})
+        return [Input.of(data)] if data else []
 
+    async def send(self, ws: WebSocket, event: AgentEvent) -> Close | None:
+        """Terminal output as bytes; the shell's exit or a failure closes."""
+        if isinstance(event, Output):
+            await ws.send_bytes(event.raw())
+        elif isinstance(event, Exit):
+            return Close(1000, f"exit {event.exit_code}")
+        elif isinstance(event, Error):
+            return Close(1011, (event.data or "console failed")[:120])
+        return None
 
-async def _agent_to_client(ws: WebSocket, stream: AgentStream) -> tuple[int, str]:
-    """Copy terminal output until the shell ends; the close code and reason to send."""
-    async for message in stream:
-        kind = message.get("type")
-        if kind == "output":
-            await ws.send_bytes(base64.b64decode(str(message.get("data", ""))))
-        elif kind == "exit":
-            return 1000, f"exit {message.get('exit_code')}"
-        elif kind == "error":
-            return 1011, str(message.get("data") or "console failed")[:120]
-    return 1000, "closed"
+    async def finish(self, stream: AgentStream) -> None:
+        """The shell is the console's only process: leaving kills it rather than orphaning it."""
+        with contextlib.suppress(Exception):
+            await stream.put(Kill())
 
 
 @router.websocket("/console/ws")
 async def console_ws(ws: WebSocket, id: VMId, session: Session) -> None:
     """The VM's login shell on a PTY, over a WebSocket."""
     stream = await _open(ws, str(id), session)
-    if stream is None:
-        return
-    inbound = asyncio.create_task(_client_to_agent(ws, stream))
-    outbound = asyncio.create_task(_agent_to_client(ws, stream))
-    code, reason = 1000, "closed"
-    try:
-        done, _ = await asyncio.wait({inbound, outbound}, return_when=asyncio.FIRST_COMPLETED)
-        if outbound in done and outbound.exception() is None:
-            code, reason = outbound.result()
-        elif inbound in done and isinstance(inbound.exception(), WebSocketDisconnect):
-            return
-    finally:
-        for task in (inbound, outbound):
-            task.cancel()
-        with contextlib.suppress(Exception):
-            # The shell is the console's only process: leaving kills it rather than orphaning it.
-            await stream.send({"type": "kill"})
-        await stream.close()
-        with contextlib.suppress(Exception):
-            await ws.close(code, reason)
+    if stream is not None:
+        await pump(ws, stream, _ConsoleFrames())

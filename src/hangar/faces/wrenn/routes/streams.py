@@ -1,20 +1,31 @@
 """WebSocket streams: `/v1/capsules/{id}/exec/stream` and `/v1/capsules/{id}/pty`.
 
-The face only translates Wrenn's messages to the agent protocol and back; the agent owns
-the processes, PTY sessions, their replay buffers and inactivity timeouts.
+The face only translates Wrenn's messages to the agent protocol's and back (web/streams
+pumps them); the agent owns the processes, PTY sessions, replay buffers and idle timeouts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 
 from hangar.agentproto.client import AgentStream
+from hangar.agentproto.streams import (
+    AgentEvent,
+    Error,
+    InvalidMessage,
+    ProcessStart,
+    PtyStart,
+    Stderr,
+    Stdout,
+    Stop,
+    StreamMessage,
+    parse_pty_request,
+)
 from hangar.core.capsules.rules import command_argv
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.errors import DomainError, InvalidInput
@@ -22,6 +33,7 @@ from hangar.core.platform import Platform
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn.errors import domain_response
 from hangar.web.auth import authenticate_key_or_user
+from hangar.web.streams import Close, Frames, pump
 
 router = APIRouter(prefix="/v1/capsules/{id}", tags=["capsules"])
 PING_SECONDS = 30.0
@@ -47,112 +59,124 @@ async def _open(ws: WebSocket, id: str, kind: str) -> AgentStream | None:
     return stream
 
 
-async def _pipe(
-    ws: WebSocket,
-    stream: AgentStream,
-    inbound: Callable[[Message], Message | None],
-    outbound: Callable[[Message], Message | None],
-    *,
-    ping: bool,
-) -> None:
-    """Copy messages both ways until either side ends."""
+class _WrennFrames(Frames):
+    """Wrenn's clients speak JSON objects; a refused one is told as an `error` frame."""
 
-    async def client_to_agent() -> None:
-        while True:
-            message = await ws.receive_json()
-            try:
-                translated = inbound(message) if isinstance(message, dict) else None
-            except InvalidInput as exc:  # e.g. an empty `cmd`: told on the stream, then closed
-                await ws.send_json({"type": "error", "data": exc.message})
-                return
-            if translated is not None:
-                await stream.send(translated)
+    async def receive(self, ws: WebSocket) -> Sequence[StreamMessage] | None:
+        """The agent messages of the client's next JSON frame."""
+        message = await ws.receive_json()
+        if not isinstance(message, dict):
+            return []
+        try:
+            return self.translate(message)
+        except InvalidInput as exc:  # e.g. an empty `cmd`: told on the stream, then closed
+            await ws.send_json({"type": "error", "data": exc.message})
+            return None
 
-    async def agent_to_client() -> None:
-        async for message in stream:
-            translated = outbound(message)
-            if translated is not None:
-                await ws.send_json(translated)
+    def translate(self, message: Message) -> list[StreamMessage]:
+        """The agent messages a client message stands for."""
+        raise NotImplementedError
 
-    async def pinger() -> None:
-        while True:
-            await asyncio.sleep(PING_SECONDS)
-            await ws.send_json({"type": "ping"})
+    async def failed(self, ws: WebSocket, exc: BaseException) -> None:
+        """A broken stream is told to the client; a client that left or spoke garbage is not."""
+        if not isinstance(exc, WebSocketDisconnect | ValueError):
+            await ws.send_json({"type": "error", "data": "stream failed"})
 
-    tasks = [asyncio.create_task(client_to_agent()), asyncio.create_task(agent_to_client())]
-    if ping:
-        tasks.append(asyncio.create_task(pinger()))
+
+def _start(build: Callable[[], StreamMessage]) -> StreamMessage:
+    """A start message, its client's fields refused as bad input when of the wrong shape."""
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, WebSocketDisconnect | ValueError):
-                with contextlib.suppress(Exception):
-                    await ws.send_json({"type": "error", "data": "stream failed"})
-    finally:
-        for task in tasks:
-            task.cancel()
-        await stream.close()
-        with contextlib.suppress(Exception):
-            await ws.close()
+        return build()
+    except ValidationError as exc:
+        raise InvalidInput("invalid start message") from exc
 
 
 def _text(data: str) -> str:
     return base64.b64decode(data).decode("utf-8", "replace")
 
 
+class _ExecFrames(_WrennFrames):
+    """One command: `start` and `stop` in; output as text, `start`, `exit` and `error` out."""
+
+    def translate(self, message: Message) -> list[StreamMessage]:
+        """The agent messages a client message stands for."""
+        kind = message.get("type")
+        if kind == "start":
+            argv = command_argv(
+                str(message.get("cmd") or ""), [str(a) for a in message.get("args") or []]
+            )
+            return [
+                _start(
+                    lambda: ProcessStart(
+                        argv=argv, env=message.get("envs") or {}, cwd=message.get("cwd")
+                    )
+                )
+            ]
+        if kind == "stop":
+            return [Stop()]
+        return []
+
+    async def send(self, ws: WebSocket, event: AgentEvent) -> Close | None:
+        """Output decoded as text; an error only with its message."""
+        if isinstance(event, Stdout | Stderr):
+            await ws.send_json({"type": event.type, "data": _text(event.data)})
+        elif isinstance(event, Error):
+            await ws.send_json({"type": "error", "data": event.data})
+        else:
+            await ws.send_json(event.dump())
+        return None
+
+
+class _PtyFrames(_WrennFrames):
+    """A terminal: the agent's PTY messages both ways, Wrenn's `start` fields translated."""
+
+    ping_seconds = PING_SECONDS
+
+    def translate(self, message: Message) -> list[StreamMessage]:
+        """The agent messages a client message stands for."""
+        kind = message.get("type")
+        if kind == "start":
+            cmd = str(message.get("cmd") or "/bin/bash")
+            argv = [cmd, *[str(a) for a in message.get("args") or []]]
+            cols, rows = int(message.get("cols") or 80), int(message.get("rows") or 24)
+            env = {"TERM": "xterm-256color", **(message.get("envs") or {})}
+            return [
+                _start(
+                    lambda: PtyStart(
+                        argv=argv, cols=cols, rows=rows, env=env, cwd=message.get("cwd")
+                    )
+                )
+            ]
+        if kind in ("connect", "input", "resize", "kill"):
+            try:
+                return [parse_pty_request(message)]
+            except InvalidMessage:
+                return []  # a malformed one is dropped, like an unknown one
+        return []
+
+    async def send(self, ws: WebSocket, event: AgentEvent) -> Close | None:
+        """The agent's message as it is, less the agent's error code."""
+        message = event.dump()
+        message.pop("code", None)
+        await ws.send_json(message)
+        return None
+
+    async def ping(self, ws: WebSocket) -> None:
+        """Wrenn's keep-alive frame."""
+        await ws.send_json({"type": "ping"})
+
+
 @router.websocket("/exec/stream")
 async def exec_stream(ws: WebSocket, id: str) -> None:
     """Run one command and stream its output as text."""
     stream = await _open(ws, id, "process")
-    if stream is None:
-        return
-
-    def inbound(m: Message) -> Message | None:
-        if m.get("type") == "start":
-            argv = command_argv(str(m.get("cmd") or ""), [str(a) for a in m.get("args") or []])
-            return {"type": "start", "argv": argv, "env": m.get("envs") or {}, "cwd": m.get("cwd")}
-        if m.get("type") == "stop":
-            return {"type": "stop"}
-        return None
-
-    def outbound(m: Message) -> Message | None:
-        kind = m.get("type")
-        if kind in ("stdout", "stderr"):
-            return {"type": kind, "data": _text(str(m.get("data", "")))}
-        if kind == "error":
-            return {"type": "error", "data": m.get("data", "")}
-        return m
-
-    await _pipe(ws, stream, inbound, outbound, ping=False)
+    if stream is not None:
+        await pump(ws, stream, _ExecFrames())
 
 
 @router.websocket("/pty")
 async def pty_session(ws: WebSocket, id: str) -> None:
     """An interactive terminal that survives disconnects (reconnect with its tag)."""
     stream = await _open(ws, id, "pty")
-    if stream is None:
-        return
-
-    def inbound(m: Message) -> Message | None:
-        kind = m.get("type")
-        if kind == "start":
-            cmd = str(m.get("cmd") or "/bin/bash")
-            env = {"TERM": "xterm-256color", **(m.get("envs") or {})}
-            return {
-                "type": "start",
-                "argv": [cmd, *[str(a) for a in m.get("args") or []]],
-                "cols": int(m.get("cols") or 80),
-                "rows": int(m.get("rows") or 24),
-                "env": env,
-                "cwd": m.get("cwd"),
-            }
-        if kind in ("connect", "input", "resize", "kill"):
-            return m
-        return None
-
-    def outbound(m: Message) -> Message | None:
-        m.pop("code", None)
-        return m
-
-    await _pipe(ws, stream, inbound, outbound, ping=True)
+    if stream is not None:
+        await pump(ws, stream, _PtyFrames())
