@@ -21,6 +21,7 @@ from hangar.core.fleet.relay import watch as watch_relays
 from hangar.core.fleet.static import connect_static_agents
 from hangar.core.hosts import presence
 from hangar.core.hosts.reconciler import HeartbeatReconciler
+from hangar.core.idempotency.service import IdempotencyService
 from hangar.core.platform import Platform
 from hangar.server.faces import FACES
 from hangar.server.settings import Settings
@@ -120,6 +121,10 @@ def build_app(
                 name="fleet:relays",
             ),
             asyncio.create_task(relay.run_forever(), name="events:relay"),
+            asyncio.create_task(
+                IdempotencyService(platform.db, settings.idempotency).purge_forever(),
+                name="idempotency:purge",
+            ),
             asyncio.create_task(
                 HeartbeatReconciler(platform.db, settings.hosts).run_forever(),
                 name="hosts:heartbeats",

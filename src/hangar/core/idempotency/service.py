@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+import structlog
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,8 @@ from hangar.core.errors import Conflict, DomainError
 from hangar.core.idempotency.models import IdempotencyKey, KeyState
 from hangar.core.identity.principal import CredentialKind, Principal
 from hangar.core.ids import new_id
+
+log = structlog.get_logger("hangar.idempotency")
 
 MAX_KEY_LENGTH = 255
 _POLL_SECONDS = (0.02, 0.05, 0.1, 0.2)
@@ -232,3 +235,12 @@ class IdempotencyService:
             )
             await uow.commit()
         return result.rowcount if isinstance(result, CursorResult) else 0
+
+    async def purge_forever(self, every_seconds: float = 600.0) -> None:
+        """The background job: forget expired keys every so often, until cancelled."""
+        while True:
+            try:
+                await self.purge_expired()
+            except Exception:  # a database hiccup must not end the job
+                log.exception("idempotency purge failed")
+            await asyncio.sleep(every_seconds)

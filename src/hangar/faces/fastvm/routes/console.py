@@ -88,7 +88,8 @@ async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | Non
     platform: Platform = ws.app.state.platform
     settings: FastVMSettings = ws.app.state.face_settings
     try:
-        async with platform.db.session() as session:
+        async with platform.db.unit_of_work() as uow:
+            session = uow.session
             try:
                 # The spec lists 400 (not 401) for this operation: a bad token is a bad request.
                 with documented_as(Unauthenticated, InvalidInput):
@@ -98,7 +99,7 @@ async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | Non
             finally:
                 # The token is spent here, whatever happens next: also when it was refused
                 # because it was presented for another VM.
-                await session.commit()
+                await uow.commit()
             capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
             # No 5xx is listed for the console: a VM whose host is down is in the wrong state.
             with (
@@ -107,7 +108,7 @@ async def _open(ws: WebSocket, capsule_id: str, token: str) -> AgentStream | Non
             ):
                 stream = await capsules.open_stream(capsule.team_id, capsule.id, "pty")
             try:
-                await session.commit()
+                await uow.commit()
             except BaseException:
                 await _close(stream)
                 raise

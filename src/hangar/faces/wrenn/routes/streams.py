@@ -45,13 +45,14 @@ async def _open(ws: WebSocket, id: str, kind: str) -> AgentStream | None:
     """Authenticate like the HTTP routes and open the agent stream, or refuse the upgrade."""
     platform: Platform = ws.app.state.platform
     try:
-        async with platform.db.session() as session:
+        async with platform.db.unit_of_work() as uow:
+            session = uow.session
             principal = await authenticate_key_or_user(ws, session, platform)
             capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
             stream = await capsules.open_stream(
                 principal.require_team(), ids.decode(ids.CAPSULE, id), kind
             )
-            await session.commit()
+            await uow.commit()
     except DomainError as exc:
         await ws.send_denial_response(domain_response(ws, exc))
         return None
