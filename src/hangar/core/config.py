@@ -218,6 +218,12 @@ class CoreSettings(BaseSettings):
     )
     jwt_issuer: str = "hangar"
     user_token_ttl_seconds: int = 6 * 3600
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API key's principal is cached per process (0: off). A "
+        "deletion drops it at once here; other replicas may accept it this long.",
+    )
     public_url: str | None = Field(
         default=None, description="Base URL clients reach this server at (OAuth callbacks)."
     )

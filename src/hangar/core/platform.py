@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hangar.core.apikeys.cache import PrincipalCache
 from hangar.core.auth.oauth import GitHubProvider, OAuthStates
 from hangar.core.auth.tokens import UserTokens
 from hangar.core.channels.registry import providers as channel_providers
@@ -39,6 +40,7 @@ class Platform:
         )
         self.signer = TokenSigner(keys, settings.jwt_issuer)
         self.user_tokens = UserTokens(self.signer, settings.user_token_ttl_seconds)
+        self.api_key_principals = PrincipalCache(settings.api_key_cache_seconds)
         self.oauth_states = OAuthStates(self.signer)
         # Every request made on behalf of users goes through the outbound guard.
         self.http = outbound_client(settings.outbound, trusted_endpoints(settings))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from hangar.core.apikeys.cache import forget_deleted
 from hangar.core.capsules.reconciler import CapsuleReconciler
 from hangar.core.channels.delivery import DeliveryWorker
 from hangar.core.channels.service import enqueue_deliveries
@@ -124,6 +125,10 @@ def build_app(
             asyncio.create_task(
                 IdempotencyService(platform.db, settings.idempotency).purge_forever(),
                 name="idempotency:purge",
+            ),
+            asyncio.create_task(
+                forget_deleted(platform.bus, platform.api_key_principals),
+                name="apikeys:cache",
             ),
             asyncio.create_task(
                 HeartbeatReconciler(platform.db, settings.hosts).run_forever(),

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hangar.core.platform import Platform
 from hangar.web import errors
+from hangar.web.authn.base import Authenticator
+from hangar.web.authn.chains import build_chain
 from hangar.web.errors import ErrorStyle
 from hangar.web.face import Face, new_face_app
 
@@ -29,8 +31,9 @@ class FaceSpec:
     errors: ErrorStyle
     settings: type[BaseModel] | None = None
     """Its settings section, `HANGAR_<NAME>__*` (read by `settings_section`)."""
-    authenticators: tuple[str, ...] = ()
-    """Names of the credentials the face accepts (informational until they are plugins)."""
+    authenticators: tuple[str | Authenticator, ...] = ()
+    """The face's authentication chain, tried in order: built-in names (`authn.chains`)
+    or configured instances. `hangar.web.authn.authenticate` runs it."""
     configure: Callable[[FastAPI], None] | None = None
     """Anything else the face sets on its app (routing quirks of its wire)."""
 
@@ -68,6 +71,7 @@ def build_face(spec: FaceSpec, platform: Platform, section: BaseModel | None) ->
     # Routes read it through their face's own typed dependency (`deps.get_settings`).
     app.state.face_settings = section
     app.state.face_spec = spec
+    app.state.auth_chain = build_chain(spec.authenticators)
     errors.install(app, spec.errors)
     if spec.configure is not None:
         spec.configure(app)

@@ -13,6 +13,10 @@ class CredentialKind(enum.StrEnum):
 
     USER_TOKEN = "user_token"  # noqa: S105 - a credential kind, not a secret
     API_KEY = "api_key"
+    PERSONAL_TOKEN = "personal_token"  # noqa: S105 - a credential kind, not a secret
+    OIDC_TOKEN = "oidc_token"  # noqa: S105 - a credential kind, not a secret
+    GPU_AGENT = "gpu_agent"
+    HOST_TOKEN = "host_token"  # noqa: S105 - a credential kind, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,8 @@ class Principal:
     api_key_id: str | None = None
     # A user token's role in its team, as the database had it when the request began.
     role: Role | None = None
+    # The machine behind an agent credential (a GPU agent's or a host's id).
+    agent_id: str | None = None
 
     def require_team(self) -> str:
         """The team this credential acts for."""

@@ -8,7 +8,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from hangar.faces.fastvm.settings import FastVMSettings
-from hangar.web.auth import authenticate_key_or_user
+from hangar.web.authn import authenticate
 from hangar.web.deps import PlatformDep, SessionDep
 
 
@@ -22,8 +22,8 @@ SettingsDep = Annotated[FastVMSettings, Depends(get_settings)]
 
 
 async def org_id(request: HTTPConnection, platform: PlatformDep, session: SessionDep) -> str:
-    """The caller's organization (its team), from `X-API-Key` or a user JWT."""
-    principal = await authenticate_key_or_user(request, session, platform)
+    """The caller's organization (its team), by FastVM's chain (`X-API-Key` or a user JWT)."""
+    principal = await authenticate(request, session, platform)
     return principal.require_team()
 
 

@@ -44,5 +44,5 @@ FACE = FaceSpec(
     ],
     errors=errors.STYLE,
     settings=WrennSettings,
-    authenticators=("api_key", "user_jwt"),
+    authenticators=("api_key", "user_jwt", "ws_subprotocol"),
 )

@@ -15,7 +15,7 @@ from hangar.core.identity.principal import Principal
 from hangar.core.identity.service import TeamService, UserService
 from hangar.faces.wrenn.settings import WrennSettings
 from hangar.web import idempotency
-from hangar.web.auth import authenticate_key_or_user
+from hangar.web.authn import authenticate
 from hangar.web.credentials import bearer_token
 from hangar.web.deps import PlatformDep, SessionDep
 from hangar.web.services import CapsulesDep
@@ -51,8 +51,8 @@ async def user_principal(request: Request, auth: AuthDep) -> Principal:
 async def key_or_user_principal(
     request: HTTPConnection, platform: PlatformDep, session: SessionDep
 ) -> Principal:
-    """A caller authenticated by `X-API-Key` or a user JWT (Wrenn's apiKeyAuth routes)."""
-    return await authenticate_key_or_user(request, session, platform)
+    """A caller authenticated by Wrenn's chain: `X-API-Key` or a user JWT (apiKeyAuth)."""
+    return await authenticate(request, session, platform)
 
 
 UserDep = Annotated[Principal, Depends(user_principal)]
@@ -64,9 +64,11 @@ async def get_users(session: SessionDep) -> UserService:
     return UserService(session)
 
 
-async def get_api_keys(session: SessionDep, settings: SettingsDep) -> ApiKeyService:
+async def get_api_keys(
+    platform: PlatformDep, session: SessionDep, settings: SettingsDep
+) -> ApiKeyService:
     """API key service for this request, minting `wrn_` keys."""
-    return ApiKeyService(session, prefix=settings.api_key_prefix)
+    return ApiKeyService(session, prefix=settings.api_key_prefix, cache=platform.api_key_principals)
 
 
 ApiKeysDep = Annotated[ApiKeyService, Depends(get_api_keys)]

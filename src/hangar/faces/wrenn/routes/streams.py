@@ -32,7 +32,8 @@ from hangar.core.errors import DomainError, InvalidInput
 from hangar.core.platform import Platform
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn.errors import domain_response
-from hangar.web.auth import authenticate_key_or_user
+from hangar.web.authn import authenticate
+from hangar.web.authn.subprotocol import selected_subprotocol
 from hangar.web.streams import Close, Frames, pump
 
 router = APIRouter(prefix="/v1/capsules/{id}", tags=["capsules"])
@@ -47,7 +48,7 @@ async def _open(ws: WebSocket, id: str, kind: str) -> AgentStream | None:
     try:
         async with platform.db.unit_of_work() as uow:
             session = uow.session
-            principal = await authenticate_key_or_user(ws, session, platform)
+            principal = await authenticate(ws, session, platform)
             capsules = CapsuleService(session, platform.fleet, platform.settings.capsules)
             stream = await capsules.open_stream(
                 principal.require_team(), ids.decode(ids.CAPSULE, id), kind
@@ -56,7 +57,8 @@ async def _open(ws: WebSocket, id: str, kind: str) -> AgentStream | None:
     except DomainError as exc:
         await ws.send_denial_response(domain_response(ws, exc))
         return None
-    await ws.accept()
+    # A credential carried in the subprotocol list: accept its marker, never the secret.
+    await ws.accept(subprotocol=selected_subprotocol(ws))
     return stream
 
 
