@@ -69,6 +69,10 @@ class UnitOfWorkMiddleware:
                 if store:
                     await idempotency.complete(scope, uow.session, held)
                 await uow.commit()
+                if not store:
+                    # Given back before the answer leaves, so a repeat the client sends on
+                    # reading it finds the key free.
+                    await idempotency.release(scope, uow.session)
             except Exception:
                 log.exception("commit failed")
                 await uow.rollback()
