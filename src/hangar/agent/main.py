@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from hangar.agent.api import build_agent_app
+from hangar.agent.gpus import discover
 from hangar.agent.ptys import PtyRegistry
 from hangar.agent.service import Agent
 from hangar.agent.settings import AgentSettings
@@ -28,6 +29,7 @@ def build_agent(settings: AgentSettings) -> Agent:
     ptys = PtyRegistry(
         idle_timeout=settings.pty_idle_timeout, replay_limit=settings.pty_replay_bytes
     )
+    gpus = discover(settings.fake_gpus, settings.runtime)
     if settings.runtime == "fake":
         from hangar.agent.runtimes.fake import FakeRuntime
         from hangar.agent.templates_dir import DirTemplates
@@ -41,6 +43,7 @@ def build_agent(settings: AgentSettings) -> Agent:
             ptys=ptys,
             metrics_interval=settings.metrics_interval,
             ipv6_prefix=settings.ipv6_prefix,
+            gpus=gpus,
         )
     from hangar.agent.jail_setup import build_jail
 
@@ -52,6 +55,7 @@ def build_agent(settings: AgentSettings) -> Agent:
         ptys=ptys,
         metrics_interval=settings.metrics_interval,
         ipv6_prefix=settings.ipv6_prefix,
+        gpus=gpus,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from hangar import __version__
+from hangar.agent.gpus import Inventory
 from hangar.agent.metrics import SAMPLE_SECONDS, SandboxMetrics
 from hangar.agent.network import DEFAULT_PREFIX, AddressPool, to_firewall
 from hangar.agent.ptys import PtyRegistry
@@ -82,8 +83,11 @@ class Agent:
         ptys: PtyRegistry | None = None,
         metrics_interval: float = SAMPLE_SECONDS,
         ipv6_prefix: str = DEFAULT_PREFIX,
+        gpus: Inventory | None = None,
     ) -> None:
         self.runtime = runtime
+        # Discovered once, at start: GPUs do not come and go while a driver is loaded.
+        self.gpus = gpus or Inventory(reason="GPU discovery was not run")
         self.addresses = AddressPool(ipv6_prefix)
         self._claimed: set[str] = set()  # addresses of creates still in flight
         self.templates = templates
@@ -139,6 +143,9 @@ class Agent:
             cpu_cores=os.cpu_count() or 1,
             memory_mb=pages // (1024 * 1024),
             disk_gb=shutil.disk_usage(self._records_dir).total // 1024**3,
+            capabilities=sorted(self.runtime.capabilities),
+            gpus=self.gpus.gpus,
+            gpu_reason=self.gpus.reason,
         )
 
     # sandboxes -----------------------------------------------------------------------------

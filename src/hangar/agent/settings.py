@@ -26,6 +26,11 @@ class AgentSettings(BaseSettings):
         default=None, description="Bearer token callers must present (TCP listeners)."
     )
     runtime: str = Field(default="jail", pattern="^(jail|fake)$")
+    fake_gpus: str | None = Field(
+        default=None,
+        description="Tests only (needs runtime `fake`): a JSON list of GPUs to report "
+        "instead of NVML's.",
+    )
     template_cache: Path | None = Field(
         default=None, description="Where base templates are built and kept (shared by agents)."
     )

@@ -9,6 +9,18 @@ from pydantic import BaseModel, Field
 SandboxStatus = Literal["running", "paused", "stopped"]
 
 
+class GpuInfo(BaseModel):
+    """One GPU of the agent's host, as its driver reports it."""
+
+    uuid: str
+    index: int = Field(ge=0)
+    model: str
+    memory_mib: int = Field(ge=0)
+    vendor: Literal["nvidia"] = "nvidia"
+    # The device nodes a sandbox given this GPU gets, besides the driver's shared ones.
+    device_nodes: list[str] = Field(default_factory=list)
+
+
 class AgentInfo(BaseModel):
     """What an agent says about itself and its host."""
 
@@ -19,6 +31,12 @@ class AgentInfo(BaseModel):
     cpu_cores: int
     memory_mb: int
     disk_gb: int
+    # What its runtime can do (`lifecycle`, `exec`, `pty`, `files`, `snapshots`, `firewall`,
+    # `pause`); a control plane asks only for what is listed.
+    capabilities: list[str] = Field(default_factory=list)
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    # Why `gpus` is empty when it is (no driver, NVML failed), for operators; None when found.
+    gpu_reason: str | None = None
 
 
 class FirewallRule(BaseModel):

@@ -223,10 +223,18 @@ class Pty(abc.ABC):
         """Exit code once the process has ended."""
 
 
+ALL_CAPABILITIES = frozenset(
+    {"lifecycle", "exec", "pty", "files", "pause", "snapshots", "firewall", "devices"}
+)
+
+
 class Runtime(abc.ABC):
     """Creates, drives and destroys sandboxes on this host."""
 
     name: str
+    # What this runtime really does, reported in the agent's info: `devices` only where
+    # host device nodes (GPUs) can be given to a sandbox.
+    capabilities: frozenset[str] = ALL_CAPABILITIES - {"devices"}
 
     @abc.abstractmethod
     async def create(self, spec: SandboxSpec) -> SandboxInfo:

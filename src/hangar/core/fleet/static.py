@@ -12,8 +12,10 @@ from hangar.agentproto.client import AgentClient, AgentError
 from hangar.agentproto.models import AgentInfo
 from hangar.core.db import Database
 from hangar.core.db.uow import checkpoint
+from hangar.core.errors import InvalidInput
 from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.hosts import rules
+from hangar.core.hosts.inventory import GpuDevice, GpuInventory
 from hangar.core.hosts.liveness import mark_up
 from hangar.core.hosts.models import Host, HostStatus, HostType
 
@@ -56,8 +58,22 @@ async def upsert_static_host(
         host.disk_gb = rules.count("disk_gb", info.disk_gb, rules.MAX_DISK_GB)
         await session.flush()
         mark_up(session, host)
+        await record_gpus(session, host.id, info)
     await session.flush()
     return host
+
+
+async def record_gpus(session: AsyncSession, host_id: str, info: AgentInfo) -> None:
+    """The host's GPU inventory, replaced by what its agent reports (none: emptied)."""
+    try:
+        devices = [GpuDevice(g.uuid, g.index, g.model, g.memory_mib, g.vendor) for g in info.gpus]
+        await GpuInventory(session).report(host_id, None, devices)
+    except InvalidInput as exc:
+        # A report we cannot take leaves the last good inventory; the host still serves CPUs.
+        log.warning("host.gpu_report_refused", host_id=host_id, error=exc.message)
+        return
+    if not info.gpus and info.gpu_reason:
+        log.debug("host.no_gpus", host_id=host_id, reason=info.gpu_reason)
 
 
 async def connect_static_agents(
