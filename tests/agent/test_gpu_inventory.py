@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from hangar.agent.gpus import FakeGpusRefused, discover, nvml_inventory
+from hangar.agent.gpus import SHARED_NODES, FakeGpusRefused, Inventory, discover, nvml_inventory
 from hangar.agent.main import build_agent
+from hangar.agent.runtimes.base import InvalidRequest
+from hangar.agent.runtimes.fake import FakeRuntime
+from hangar.agent.service import Agent
 from hangar.agent.settings import AgentSettings
+from hangar.agentproto.models import GpuInfo
 from hangar.core.db.engine import Database
 from hangar.core.db.migrate import upgrade
 from hangar.core.fleet.static import upsert_static_host
@@ -84,3 +88,45 @@ def test_the_control_plane_records_what_an_agent_reports(tmp_path: Path) -> None
         ("GPU-3d4e", "NVIDIA H200"),
         ("after", "1"),
     ]
+
+
+class DeviceRuntime(FakeRuntime):
+    """The test runtime, claiming it can give sandboxes device nodes."""
+
+    capabilities = FakeRuntime.capabilities | {"devices"}
+
+
+def test_an_agent_maps_gpus_to_exactly_their_nodes(tmp_path: Path) -> None:
+    settings = AgentSettings(
+        data_dir=tmp_path / "agent", runtime="fake", fake_gpus=json.dumps(GPUS)
+    )
+    plain = build_agent(settings)
+    with pytest.raises(InvalidRequest, match="cannot give sandboxes GPUs"):
+        plain._gpu_nodes(["GPU-1b2c"])
+    agent = Agent(
+        DeviceRuntime(tmp_path / "sandboxes"),
+        plain.templates,
+        tmp_path / "state",
+        gpus=Inventory(
+            [
+                GpuInfo(
+                    uuid="GPU-1b2c",
+                    index=0,
+                    model="H200",
+                    memory_mib=1,
+                    device_nodes=["/dev/nvidia0"],
+                ),
+                GpuInfo(
+                    uuid="GPU-3d4e",
+                    index=1,
+                    model="H200",
+                    memory_mib=1,
+                    device_nodes=["/dev/nvidia1"],
+                ),
+            ]
+        ),
+    )
+    assert agent._gpu_nodes([]) == ()
+    assert agent._gpu_nodes(["GPU-3d4e"]) == ("/dev/nvidia1", *SHARED_NODES)
+    with pytest.raises(InvalidRequest, match="GPU-nope"):
+        agent._gpu_nodes(["GPU-1b2c", "GPU-nope"])

@@ -20,11 +20,12 @@ from typing import Any
 import structlog
 
 from hangar import __version__
-from hangar.agent.gpus import Inventory
+from hangar.agent.gpus import SHARED_NODES, Inventory
 from hangar.agent.metrics import SAMPLE_SECONDS, SandboxMetrics
 from hangar.agent.network import DEFAULT_PREFIX, AddressPool, to_firewall
 from hangar.agent.ptys import PtyRegistry
 from hangar.agent.runtimes.base import (
+    InvalidRequest,
     InvalidState,
     NetworkConfig,
     Runtime,
@@ -197,11 +198,25 @@ class Agent:
         if self._status[sandbox_id] is not SandboxState.RUNNING:
             raise InvalidState(f"sandbox {sandbox_id} is {self._status[sandbox_id].value}")
 
+    def _gpu_nodes(self, uuids: list[str]) -> tuple[str, ...]:
+        """The device nodes of exactly these GPUs of this host, and their driver's."""
+        if not uuids:
+            return ()
+        if "devices" not in self.runtime.capabilities:
+            raise InvalidRequest(f"the {self.runtime.name} runtime cannot give sandboxes GPUs")
+        known = {gpu.uuid: gpu for gpu in self.gpus.gpus}
+        unknown = sorted(set(uuids) - set(known))
+        if unknown:
+            raise InvalidRequest(f"no such GPU on this host: {', '.join(unknown)}")
+        nodes = [node for uuid in dict.fromkeys(uuids) for node in known[uuid].device_nodes]
+        return (*nodes, *SHARED_NODES)
+
     async def create(self, request: CreateSandbox) -> Sandbox:
         """Start a sandbox from a template on this host."""
         async with self.lock(request.sandbox_id):
             if request.sandbox_id in self._records:
                 raise SandboxExists(f"sandbox {request.sandbox_id} already exists")
+            devices = self._gpu_nodes(request.gpus)  # before any work is done
             network = None
             if request.network is not None:
                 firewall = to_firewall(request.network.firewall)  # before any work is done
@@ -219,6 +234,7 @@ class Agent:
                     disk_mb=request.disk_mb,
                     network=network,
                     nested_userns=self.templates.allows_nested_userns(request.template),
+                    devices=devices,
                 )
                 record = _Record(
                     request.sandbox_id,

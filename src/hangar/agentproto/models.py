@@ -73,6 +73,8 @@ class CreateSandbox(BaseModel):
     disk_mb: int | None = Field(default=None, ge=64)
     # None: loopback-only networking (no address outside the sandbox).
     network: NetworkSpec | None = None
+    # UUIDs of the host GPUs to give it (from the agent's info); their device nodes only.
+    gpus: list[str] = Field(default_factory=list, max_length=64)
 
 
 class Sandbox(BaseModel):

@@ -111,6 +111,8 @@ class SandboxSpec:
     disk_mb: int | None = None  # size of the writable layer; None: bounded by the host only
     network: NetworkConfig | None = None  # None: loopback only
     nested_userns: bool = False  # allow user namespaces inside (a template's opt-in)
+    # Host device nodes the sandbox gets (its GPUs' and their driver's), and no others.
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

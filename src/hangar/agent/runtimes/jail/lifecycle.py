@@ -81,6 +81,7 @@ def start(
                 userns_fd=userns_fd,
                 seccomp_fd=seccomp_fd,
                 own_netns=names is not None,
+                devices=record.devices,
             )
             record.init_pid = launch(
                 argv,

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from hangar.agent.runtimes import firewall as policies
 from hangar.agent.runtimes.base import (
+    ALL_CAPABILITIES,
     ExecResult,
     FileEntry,
     Firewall,
@@ -64,6 +65,7 @@ class JailRuntime(Runtime):
     """Sandboxes as bubblewrap jails on this host; needs root, bwrap, overlayfs and cgroups."""
 
     name = "jail"
+    capabilities = ALL_CAPABILITIES
 
     def __init__(
         self,

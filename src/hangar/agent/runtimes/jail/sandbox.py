@@ -61,6 +61,7 @@ class Record:
     host_veth: str = ""
     uid_slot: int | None = None  # its host id range (see userns); None before allocation
     nested_userns: bool = False  # the template lets its sandboxes make user namespaces
+    devices: list[str] = field(default_factory=list)  # host device nodes bound in (GPUs)
 
     @classmethod
     def from_spec(cls, spec: SandboxSpec, cgroup_version: int) -> Record:
@@ -78,6 +79,7 @@ class Record:
             ipv6=spec.network.ipv6 if spec.network else "",
             firewall=asdict(spec.network.firewall) if spec.network else None,
             nested_userns=spec.nested_userns,
+            devices=list(spec.devices),
         )
 
     def policy(self) -> Firewall | None:
@@ -239,6 +241,7 @@ def bwrap_argv(
     userns_fd: int,
     seccomp_fd: int,
     own_netns: bool = False,
+    devices: Sequence[str] = (),
 ) -> list[str]:
     """bwrap's command line: run as the slot's root, inside the sandbox's user namespace.
 
@@ -251,6 +254,10 @@ def bwrap_argv(
     caps = [arg for cap in SUPERVISOR_CAPS for arg in ("--cap-add", cap)]
     net = [] if own_netns else ["--unshare-net"]
     ro = slot.io / "ro"
+    # `--dev` gives a minimal /dev (null, zero, random, tty, ...); a GPU sandbox also gets
+    # exactly its GPUs' nodes (absent ones, such as the UVM nodes before the module loads,
+    # are skipped).
+    nodes = [arg for node in devices for arg in ("--dev-bind-try", node, node)]
     return [
         "setpriv", f"--reuid={slot.base}", f"--regid={slot.base}", "--clear-groups",
         bwrap,
@@ -260,7 +267,7 @@ def bwrap_argv(
         "--ro-bind", "/proc/sys", "/proc/sys",  # sysctls obey uid 0 alone: keep them out
         "--ro-bind", str(ro / "cpuinfo"), "/proc/cpuinfo",
         "--ro-bind", str(ro / "meminfo"), "/proc/meminfo",
-        "--dev", "/dev",
+        "--dev", "/dev", *nodes,
         "--perms", "1777", "--tmpfs", "/dev/shm",  # noqa: S108 - inside the sandbox
         "--tmpfs", "/run",
         "--ro-bind", str(ro / "supervisor.py"), f"{IN_SANDBOX}/supervisor.py",
