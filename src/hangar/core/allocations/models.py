@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hangar.core.clock import utcnow
 from hangar.core.db import TimestampedModel
+from hangar.core.db.base import StatusText
 
 
 class AllocationStatus(enum.StrEnum):
@@ -44,7 +45,9 @@ class Allocation(TimestampedModel):
     # The SKU's price when it was asked for, so a later price change bills nobody retroactively.
     price_per_hour_minor: Mapped[int] = mapped_column(BigInteger)
     ssh_key_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    status: Mapped[str] = mapped_column(String(16), default=AllocationStatus.REQUESTED)
+    status: Mapped[AllocationStatus] = mapped_column(
+        StatusText(AllocationStatus), default=AllocationStatus.REQUESTED
+    )
     status_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     host_id: Mapped[str | None] = mapped_column(String(36), default=None)
     capsule_id: Mapped[str | None] = mapped_column(String(36), default=None)

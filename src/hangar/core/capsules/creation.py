@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
-from sqlalchemy import CursorResult, delete, update
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentError
@@ -24,6 +24,7 @@ from hangar.core.capsules.launch import (
     start_sandbox,
     template_ready,
 )
+from hangar.core.capsules.lifecycle import initial
 from hangar.core.capsules.machine_types import BASE_DISK_GB
 from hangar.core.capsules.machine_types import machine_type as lookup_machine_type
 from hangar.core.capsules.models import Capsule, CapsuleStatus, Template
@@ -140,7 +141,7 @@ class CapsuleCreation:
             return None
         now = utcnow()
         capsule.host_id, capsule.host_ip = handle.host_id, handle.host_ip
-        capsule.status, capsule.status_reason = CapsuleStatus.STARTING, "starting"
+        capsule.status, capsule.status_reason = initial(CapsuleStatus.STARTING), "starting"
         capsule.claimed_at = now
         self.session.add(capsule)
         await checkpoint(self.session)
@@ -197,7 +198,7 @@ class CapsuleCreation:
         # No host until the provisioner picks one, so it reserves no host's room meanwhile;
         # its quota is held from this commit on.
         capsule.host_id = ""
-        capsule.status = CapsuleStatus.PENDING
+        capsule.status = initial(CapsuleStatus.PENDING)
         capsule.status_reason = "waiting for a host"
         self.session.add(capsule)
         capsule_event(self.session, "capsule.created", capsule)
@@ -205,21 +206,11 @@ class CapsuleCreation:
 
     async def _requeue(self, capsule: Capsule) -> Capsule:
         """Hand a reserved capsule to the provisioner (its host is not ready); committed."""
-        result = await self.session.execute(
-            update(Capsule)
-            .where(Capsule.id == capsule.id, Capsule.status == CapsuleStatus.STARTING)
-            .values(
-                status=CapsuleStatus.PENDING,
-                status_reason="waiting for a host: its template is being built",
-                host_id="",
-                host_ip="",
-                claimed_at=None,
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
+        requeued = await self.capsules.requeue(
+            capsule.id, "waiting for a host: its template is being built"
         )
         await self.session.refresh(capsule)
-        if isinstance(result, CursorResult) and result.rowcount == 1:
+        if requeued:
             capsule_event(self.session, "capsule.created", capsule)
         await checkpoint(self.session)
         return capsule

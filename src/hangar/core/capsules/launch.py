@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hangar.agentproto.client import AgentClient, AgentError
 from hangar.agentproto.models import CreateSandbox, NetworkSpec, Sandbox
 from hangar.core.capsules.agents import agent_call, translate
+from hangar.core.capsules.lifecycle import initial, moving
 from hangar.core.capsules.machine_types import BASE_DISK_GB
 from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
 from hangar.core.capsules.rules import check_disk_gb, check_name, check_resources
@@ -54,7 +55,7 @@ def new_capsule(
         vcpus=vcpus,
         memory_mb=memory_mb,
         timeout_sec=timeout_sec,
-        status=CapsuleStatus.STARTING,
+        status=initial(CapsuleStatus.STARTING),
         name=check_name(name),
         machine_type=machine_type,
         disk_gb=disk,
@@ -148,14 +149,14 @@ async def record_running(
     capsule.created with `created`, for a create answered only once it runs).
     """
     now = utcnow()
+    status = CapsuleStatus.PAUSED if sandbox.status == "paused" else CapsuleStatus.RUNNING
     where = [
         Capsule.id == capsule_id,
-        Capsule.status == CapsuleStatus.STARTING,
+        moving([CapsuleStatus.STARTING], status),
         Capsule.host_id == handle.host_id,
     ]
     if claimed_before is not None:
         where.append(Capsule.claimed_at < claimed_before)
-    status = CapsuleStatus.PAUSED if sandbox.status == "paused" else CapsuleStatus.RUNNING
     result = await session.execute(
         update(Capsule)
         .where(*where)

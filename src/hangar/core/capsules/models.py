@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hangar.core.clock import utcnow
 from hangar.core.db import Base, TimestampedModel
+from hangar.core.db.base import StatusText
 
 
 class CapsuleStatus(enum.StrEnum):
@@ -55,7 +56,9 @@ class Capsule(TimestampedModel):
     vcpus: Mapped[int] = mapped_column(Integer)
     memory_mb: Mapped[int] = mapped_column(Integer)
     timeout_sec: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default=CapsuleStatus.PENDING)
+    status: Mapped[CapsuleStatus] = mapped_column(
+        StatusText(CapsuleStatus), default=CapsuleStatus.PENDING
+    )
     status_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     guest_ip: Mapped[str] = mapped_column(String(64), default="")
     host_ip: Mapped[str] = mapped_column(String(64), default="")
@@ -113,7 +116,9 @@ class Template(TimestampedModel):
     vcpus: Mapped[int | None] = mapped_column(Integer)
     memory_mb: Mapped[int | None] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[str] = mapped_column(String(16), default=SnapshotStatus.READY)
+    status: Mapped[SnapshotStatus] = mapped_column(
+        StatusText(SnapshotStatus), default=SnapshotStatus.READY
+    )
     status_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     source_capsule_id: Mapped[str | None] = mapped_column(String(36), default=None)
     # The source capsule's firewall policy (JSON) and disk size, given to capsules made from it.

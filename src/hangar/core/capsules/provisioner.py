@@ -15,12 +15,13 @@ import weakref
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Sandbox
 from hangar.core.capsules.launch import record_running, start_sandbox
+from hangar.core.capsules.lifecycle import moving
 from hangar.core.capsules.models import Capsule, CapsuleStatus, SnapshotStatus, Template
 from hangar.core.capsules.repository import CapsuleRepository
 from hangar.core.clock import utcnow
@@ -40,11 +41,6 @@ STALE_SNAPSHOT = timedelta(minutes=20)
 # minutes, so this must be well above the longest start.
 CLAIM_TIMEOUT = timedelta(minutes=20)
 REASON_LIMIT = 500
-
-
-def _rowcount(result: object) -> int:
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount)
 
 
 class Provisioner:
@@ -161,21 +157,11 @@ class Provisioner:
             # orphan), and only one replica's UPDATE finds the row still pending. `place` holds
             # the hosts in the reservation ledger until this commit, so no other claim or
             # create counts the same room.
-            claimed = await session.execute(
-                update(Capsule)
-                .where(Capsule.id == capsule_id, Capsule.status == CapsuleStatus.PENDING)
-                .values(
-                    status=CapsuleStatus.STARTING,
-                    status_reason="starting",
-                    host_id=handle.host_id,
-                    host_ip=handle.host_ip,
-                    claimed_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-                .execution_options(synchronize_session=False)
+            claimed = await CapsuleRepository(session).claim(
+                capsule_id, handle.host_id, handle.host_ip
             )
             await checkpoint(session)
-            if _rowcount(claimed) != 1:
+            if not claimed:
                 return  # another replica (or a destroy) got there first
             await session.refresh(capsule)  # the row as claimed (firewall, disk, name)
         try:
@@ -199,12 +185,7 @@ class Provisioner:
 
     async def _give_up_queued(self, session: AsyncSession, capsule: Capsule, reason: str) -> None:
         log.warning("capsule.provision_failed", capsule_id=capsule.id, error=reason)
-        await session.execute(
-            update(Capsule)
-            .where(Capsule.id == capsule.id, Capsule.status == CapsuleStatus.PENDING)
-            .values(status=CapsuleStatus.ERROR, status_reason=f"could not start: {reason}")
-            .execution_options(synchronize_session=False)
-        )
+        await CapsuleRepository(session).give_up_queued(capsule.id, f"could not start: {reason}")
         await checkpoint(session)
 
     async def _started(self, capsule_id: str, handle: AgentHandle, sandbox: Sandbox) -> None:
@@ -238,15 +219,16 @@ class Provisioner:
             # Only the claim's holder changes start_attempts, so this read is stable.
             failures = capsule.start_attempts + 1
             give_up = failures >= self.settings.provision_max_attempts
+            target = CapsuleStatus.ERROR if give_up else CapsuleStatus.PENDING
             await session.execute(
                 update(Capsule)
                 .where(
                     Capsule.id == capsule_id,
-                    Capsule.status == CapsuleStatus.STARTING,
+                    moving([CapsuleStatus.STARTING], target),
                     Capsule.host_id == host_id,
                 )
                 .values(
-                    status=CapsuleStatus.ERROR if give_up else CapsuleStatus.PENDING,
+                    status=target,
                     start_attempts=failures,
                     status_reason=(
                         f"could not start after {failures} attempt(s): {reason}"
@@ -306,26 +288,14 @@ class Provisioner:
             if handle is not None and sandbox is not None:
                 with contextlib.suppress(AgentError):
                     await handle.client.destroy_sandbox(capsule_id)
-            requeued = await session.execute(
-                update(Capsule)
-                .where(
-                    Capsule.id == capsule_id,
-                    Capsule.status == CapsuleStatus.STARTING,
-                    Capsule.host_id == host_id,
-                    Capsule.claimed_at < cutoff,
-                )
-                .values(
-                    status=CapsuleStatus.PENDING,
-                    status_reason="waiting for a host: an interrupted start is retried",
-                    host_id="",
-                    host_ip="",
-                    claimed_at=None,
-                    updated_at=utcnow(),
-                )
-                .execution_options(synchronize_session=False)
+            requeued = await CapsuleRepository(session).requeue(
+                capsule_id,
+                "waiting for a host: an interrupted start is retried",
+                Capsule.host_id == host_id,
+                Capsule.claimed_at < cutoff,
             )
             await checkpoint(session)
-            if _rowcount(requeued) == 1:
+            if requeued:
                 log.warning("capsule.claim_recovered", capsule_id=capsule_id, running=False)
 
 

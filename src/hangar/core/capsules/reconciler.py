@@ -15,6 +15,7 @@ from hangar.agentproto.client import AgentError
 from hangar.agentproto.models import Sandbox
 from hangar.core import correlation
 from hangar.core.capsules.launch import capsule_event
+from hangar.core.capsules.lifecycle import move
 from hangar.core.capsules.models import Capsule, CapsuleStatus, UsageSample
 from hangar.core.capsules.provisioner import provision_pending
 from hangar.core.capsules.repository import CapsuleRepository
@@ -174,7 +175,11 @@ class CapsuleReconciler:
                 await session.execute(
                     update(Capsule)
                     .where(Capsule.id == capsule.id, Capsule.status == capsule.status)
-                    .values(status=target[0], status_reason=target[1], updated_at=utcnow())
+                    .values(
+                        status=move(capsule.status, target[0]),
+                        status_reason=target[1],
+                        updated_at=utcnow(),
+                    )
                     .execution_options(synchronize_session=False)
                 )
             await checkpoint(session)
@@ -220,7 +225,9 @@ async def _finish_destroy(session: AsyncSession, capsule: Capsule) -> None:
             Capsule.status == capsule.status,
             Capsule.destroying_since.is_not(None),
         )
-        .values(status=CapsuleStatus.STOPPED, destroyed_at=now, updated_at=now)
+        .values(
+            status=move(capsule.status, CapsuleStatus.STOPPED), destroyed_at=now, updated_at=now
+        )
         .execution_options(synchronize_session=False)
     )
     assert isinstance(result, CursorResult)
@@ -231,7 +238,9 @@ async def _finish_destroy(session: AsyncSession, capsule: Capsule) -> None:
         log.warning("capsule.destroy_finished", capsule_id=capsule.id)
 
 
-def _reported_state(status: str, sandbox: Sandbox | None) -> tuple[str, str | None] | None:
+def _reported_state(
+    status: str, sandbox: Sandbox | None
+) -> tuple[CapsuleStatus, str | None] | None:
     """The status and reason a capsule's row should have by its host's report, if any."""
     if sandbox is None:
         if status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED, CapsuleStatus.MISSING):
@@ -242,5 +251,5 @@ def _reported_state(status: str, sandbox: Sandbox | None) -> tuple[str, str | No
     if status in (CapsuleStatus.MISSING, CapsuleStatus.ERROR) or (
         status != sandbox.status and status in (CapsuleStatus.RUNNING, CapsuleStatus.PAUSED)
     ):
-        return sandbox.status, None
+        return CapsuleStatus(sandbox.status), None
     return None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hangar.core.capsules.lifecycle import moving, predecessors
 from hangar.core.capsules.models import (
     LIVE_STATUSES,
     Capsule,
@@ -16,7 +17,13 @@ from hangar.core.capsules.models import (
     Template,
     UsageSample,
 )
+from hangar.core.clock import utcnow
 from hangar.core.pagination import Page, PageRequest, fetch
+
+
+def _moved(result: object) -> bool:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount) == 1
 
 
 class CapsuleRepository:
@@ -138,6 +145,62 @@ class CapsuleRepository:
             delete(MetricSample).where(MetricSample.capsule_id == capsule_id)
         )
         self.session.add_all(rows)
+
+    # The named moves: each changes a row only while it is still in the status it moves from,
+    # so of writers racing for it (replicas, a destroy, its host going down) one wins.
+
+    async def claim(self, capsule_id: str, host_id: str, host_ip: str) -> bool:
+        """A provisioner's claim, pending -> starting on a host; False if no longer pending."""
+        result = await self.session.execute(
+            update(Capsule)
+            .where(
+                Capsule.id == capsule_id,
+                moving(predecessors(CapsuleStatus.STARTING), CapsuleStatus.STARTING),
+            )
+            .values(
+                status=CapsuleStatus.STARTING,
+                status_reason="starting",
+                host_id=host_id,
+                host_ip=host_ip,
+                claimed_at=utcnow(),
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _moved(result)
+
+    async def requeue(self, capsule_id: str, reason: str, *conditions: ColumnElement[bool]) -> bool:
+        """Starting -> pending without a host (its claim undone); False if it was not.
+
+        `conditions` narrow it further (the claim's host, its age).
+        """
+        result = await self.session.execute(
+            update(Capsule)
+            .where(
+                Capsule.id == capsule_id,
+                moving(predecessors(CapsuleStatus.PENDING), CapsuleStatus.PENDING),
+                *conditions,
+            )
+            .values(
+                status=CapsuleStatus.PENDING,
+                status_reason=reason,
+                host_id="",
+                host_ip="",
+                claimed_at=None,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _moved(result)
+
+    async def give_up_queued(self, capsule_id: str, reason: str) -> None:
+        """Pending -> error: a queued capsule that can never start."""
+        await self.session.execute(
+            update(Capsule)
+            .where(Capsule.id == capsule_id, moving([CapsuleStatus.PENDING], CapsuleStatus.ERROR))
+            .values(status=CapsuleStatus.ERROR, status_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
 
 
 class TemplateRepository:

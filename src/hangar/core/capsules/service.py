@@ -19,6 +19,7 @@ from hangar.agentproto.models import ExecRequest, FileEntry, MetricPoint
 from hangar.core.capsules.agents import agent_call
 from hangar.core.capsules.creation import CapsuleCreation
 from hangar.core.capsules.launch import capsule_event
+from hangar.core.capsules.lifecycle import move
 from hangar.core.capsules.models import Capsule, CapsuleStatus, MetricSample
 from hangar.core.capsules.networking import CapsuleNetworking
 from hangar.core.capsules.repository import CapsuleRepository, TemplateRepository
@@ -136,7 +137,7 @@ class CapsuleService(CapsuleCreation, CapsuleNetworking):
 
     async def mark_destroyed(self, capsule: Capsule) -> None:
         """Record a capsule destroyed, after `destroy_sandbox` (no agent call: no lock held)."""
-        capsule.status = CapsuleStatus.STOPPED
+        capsule.status = move(capsule.status, CapsuleStatus.STOPPED)
         capsule.destroyed_at = utcnow()
         self._event("capsule.destroyed", capsule)
         await self.session.flush()
@@ -217,7 +218,7 @@ class CapsuleService(CapsuleCreation, CapsuleNetworking):
                 for p in _dedupe((await agent.metrics(capsule.id, tier)).points)
             ]
         await self.capsules.replace_metric_samples(capsule.id, rows)
-        capsule.status = CapsuleStatus.PAUSED
+        capsule.status = move(capsule.status, CapsuleStatus.PAUSED)
         self._event("capsule.paused", capsule)
         await self.session.flush()
 
@@ -228,7 +229,7 @@ class CapsuleService(CapsuleCreation, CapsuleNetworking):
             raise InvalidState(f"capsule is {capsule.status}, not paused")
         async with agent_call():
             await self.fleet.agent(capsule.host_id).resume(capsule.id)
-        capsule.status = CapsuleStatus.RUNNING
+        capsule.status = move(capsule.status, CapsuleStatus.RUNNING)
         capsule.last_active_at = utcnow()
         self._event("capsule.running", capsule)
         await self.session.flush()

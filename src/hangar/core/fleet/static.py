@@ -16,6 +16,7 @@ from hangar.core.errors import InvalidInput
 from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.hosts import rules
 from hangar.core.hosts.inventory import GpuDevice, GpuInventory
+from hangar.core.hosts.lifecycle import initial
 from hangar.core.hosts.liveness import mark_up
 from hangar.core.hosts.models import Host, HostStatus, HostType
 
@@ -45,7 +46,7 @@ async def upsert_static_host(
             id=static_host_id(name),
             type=HostType.REGULAR,
             team_id=None,
-            status=HostStatus.PENDING if info is not None else HostStatus.UNREACHABLE,
+            status=initial(HostStatus.PENDING if info is not None else HostStatus.UNREACHABLE),
             draining=False,
         )
         session.add(host)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hangar.core.clock import utcnow
 from hangar.core.db import Base, TimestampedModel
+from hangar.core.db.base import StatusText
 
 
 class AgentStatus(enum.StrEnum):
@@ -43,7 +44,9 @@ class GpuAgent(TimestampedModel):
     arch: Mapped[str] = mapped_column(String(20))
     network_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default=AgentStatus.PENDING)
+    status: Mapped[AgentStatus] = mapped_column(
+        StatusText(AgentStatus), default=AgentStatus.PENDING
+    )
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
     # Bumped by every worker change; the agent pulls its config when it sees a new one.
     config_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -80,7 +83,9 @@ class GpuWorker(TimestampedModel):
     listen_port: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    status: Mapped[str] = mapped_column(String(16), default=WorkerStatus.PENDING)
+    status: Mapped[WorkerStatus] = mapped_column(
+        StatusText(WorkerStatus), default=WorkerStatus.PENDING
+    )
     pid: Mapped[int | None] = mapped_column(Integer, default=None)
     restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     vram_mb: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.core.clock import utcnow
 from hangar.core.errors import NotFound
+from hangar.core.hosts.lifecycle import move
 from hangar.core.hosts.liveness import UP, up_status
 from hangar.core.hosts.models import Host
 from hangar.core.hosts.repository import HostRepository
@@ -23,7 +24,7 @@ async def set_draining(session: AsyncSession, host_id: str, draining: bool) -> H
         raise NotFound("host not found")
     host.draining = draining
     if host.status in UP:
-        host.status = up_status(host)
+        host.status = move(host.status, up_status(host))
     host.updated_at = utcnow()
     await session.flush()
     return host

@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import CursorResult, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hangar.core.capsules import lifecycle as capsule_lifecycle
 from hangar.core.capsules.models import Capsule, CapsuleStatus
 from hangar.core.clock import utcnow
 from hangar.core.events.outbox import record
+from hangar.core.hosts.lifecycle import move, predecessors
 from hangar.core.hosts.models import Host, HostStatus
 
 # Statuses a host can be reached in; placement further needs ONLINE.
@@ -50,7 +52,8 @@ async def mark_down(
     """
     assert status in DOWN
     now = utcnow()
-    where = [Host.id == host.id, Host.status.in_(list(UP))]
+    # predecessors(any DOWN status) is UP: only a reachable host goes down.
+    where = [Host.id == host.id, Host.status.in_(sorted(predecessors(status)))]
     if silent_before is not None:
         where.append((Host.last_heartbeat_at < silent_before) | Host.last_heartbeat_at.is_(None))
     changed = await session.execute(
@@ -66,7 +69,10 @@ async def mark_down(
     why = f"its host is {status}: {reason}"[:REASON_LIMIT]
     result = await session.execute(
         update(Capsule)
-        .where(Capsule.host_id == host.id, Capsule.status.in_(list(ON_HOST)))
+        .where(
+            Capsule.host_id == host.id,
+            capsule_lifecycle.moving(ON_HOST, CapsuleStatus.MISSING),
+        )
         .values(status=CapsuleStatus.MISSING, status_reason=why, updated_at=now)
         .returning(Capsule.id)
         .execution_options(synchronize_session=False)
@@ -76,7 +82,10 @@ async def mark_down(
     # (the claimant's own conditional writes then find nothing to change).
     await session.execute(
         update(Capsule)
-        .where(Capsule.host_id == host.id, Capsule.status == CapsuleStatus.STARTING)
+        .where(
+            Capsule.host_id == host.id,
+            capsule_lifecycle.moving([CapsuleStatus.STARTING], CapsuleStatus.PENDING),
+        )
         .values(
             status=CapsuleStatus.PENDING,
             status_reason=f"waiting for a host: {why}"[:REASON_LIMIT],
@@ -97,7 +106,7 @@ def mark_up(session: AsyncSession, host: Host) -> bool:
     host.last_heartbeat_at = now
     if host.status in UP:
         return False
-    host.status = up_status(host)
+    host.status = move(host.status, up_status(host))
     host.updated_at = now
     host_event(session, "host.up", host)
     return True

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hangar.core.clock import utcnow
 from hangar.core.db import Base, TimestampedModel
+from hangar.core.db.base import StatusText
 
 
 class HostType(enum.StrEnum):
@@ -52,7 +53,9 @@ class Host(TimestampedModel):
     memory_mb: Mapped[int | None] = mapped_column(Integer, default=None)
     disk_gb: Mapped[int | None] = mapped_column(Integer, default=None)
     address: Mapped[str | None] = mapped_column(String(255), default=None)
-    status: Mapped[str] = mapped_column(String(16), default=HostStatus.PENDING, index=True)
+    status: Mapped[HostStatus] = mapped_column(
+        StatusText(HostStatus), default=HostStatus.PENDING, index=True
+    )
     # An admin's wish, kept apart from `status` so a draining host that drops out and comes
     # back is draining again, not online (status is `draining` whenever it is reachable).
     draining: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

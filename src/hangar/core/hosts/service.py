@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hangar.core.capsules.models import CapsuleStatus
 from hangar.core.capsules.service import CapsuleService
 from hangar.core.clock import utcnow
 from hangar.core.config import HostSettings
@@ -20,7 +19,7 @@ from hangar.core.errors import (
     Unauthenticated,
     Unavailable,
 )
-from hangar.core.hosts import rules
+from hangar.core.hosts import lifecycle, rules
 from hangar.core.hosts.liveness import host_event, mark_down, mark_up, up_status
 from hangar.core.hosts.models import Host, HostStatus, HostToken, HostTokenKind, HostType
 from hangar.core.hosts.repository import HostRepository
@@ -135,7 +134,7 @@ class HostService:
                 team_id=team_id if host_type == HostType.BYOC else None,
                 provider=rules.label("provider", provider),
                 availability_zone=rules.label("availability_zone", availability_zone),
-                status=HostStatus.PENDING,
+                status=lifecycle.initial(HostStatus.PENDING),
                 created_by=principal.user_id,
             )
         )
@@ -176,7 +175,8 @@ class HostService:
                 unreachable.add(capsule.id)
         for capsule in live:
             if capsule.id in unreachable:
-                capsule.status = CapsuleStatus.MISSING
+                # Only the reason: the row goes straight to `stopped` (it used to pass
+                # through an unflushed `missing`, which no transaction ever saw).
                 capsule.status_reason = "its host was deleted"
             await self.capsules.mark_destroyed(capsule)
         await self.hosts.delete(host)
@@ -234,7 +234,7 @@ class HostService:
             raise Unauthenticated("invalid or expired registration token")
         host.address, host.arch = address, arch
         host.cpu_cores, host.memory_mb, host.disk_gb = cpu_cores, memory_mb, disk_gb
-        host.status = up_status(host)
+        host.status = lifecycle.move(host.status, up_status(host))
         host.last_heartbeat_at = now
         host.updated_at = now
         await self.hosts.retire_tokens(host.id, HostTokenKind.REGISTRATION, now)

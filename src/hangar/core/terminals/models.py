@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hangar.core.clock import utcnow
 from hangar.core.db import TimestampedModel
+from hangar.core.db.base import StatusText
 
 
 class SessionStatus(enum.StrEnum):
@@ -44,7 +45,9 @@ class TerminalSession(TimestampedModel):
     image_id: Mapped[str | None] = mapped_column(String(64), default=None)
     region: Mapped[str] = mapped_column(String(64))
     no_join: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.STARTING)
+    status: Mapped[SessionStatus] = mapped_column(
+        StatusText(SessionStatus), default=SessionStatus.STARTING
+    )
     status_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     capsule_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
     owner_pub_key: Mapped[str] = mapped_column(Text)
@@ -71,7 +74,7 @@ class TerminalGuest(TimestampedModel):
     key_fingerprint: Mapped[str] = mapped_column(String(64))
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
     region: Mapped[str | None] = mapped_column(String(64), default=None)
-    state: Mapped[str] = mapped_column(String(16), default=GuestState.REQUESTED)
+    state: Mapped[GuestState] = mapped_column(StatusText(GuestState), default=GuestState.REQUESTED)
     # Sees the terminal; its keystrokes are dropped.
     read_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     reason: Mapped[str | None] = mapped_column(String(64), default=None)
