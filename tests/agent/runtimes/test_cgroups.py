@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hangar.agent.runtimes.jail.cgroups import CgroupError, CgroupV1, CgroupV2, Limits, detect
-from hangar.agent.supervisor import SCRIPT
+from hangar.agent.supervisor import SOURCES
 
 LIMITS = Limits(vcpus=2, memory_mb=512, pids_max=100)
 
@@ -122,4 +122,7 @@ def test_v1_one_dir_per_hierarchy(tmp_path: Path) -> None:
 
 def test_supervisor_is_python39_syntax() -> None:
     """The supervisor runs under the template's python3, which may be older than ours."""
-    ast.parse(SCRIPT.read_text(), feature_version=(3, 9))
+    modules = sorted(SOURCES.glob("*.py"))
+    assert {m.name for m in modules} >= {"wire.py", "processes.py", "files.py", "init.py"}
+    for module in modules:
+        ast.parse(module.read_text(), feature_version=(3, 9))

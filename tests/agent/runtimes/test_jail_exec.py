@@ -44,7 +44,7 @@ async def test_cannot_see_host_processes(runtime: JailRuntime, sandbox: str) -> 
     assert len(lines) <= 4, lines  # supervisor, its handler, ps
     pid1 = lines[0].split()
     assert pid1[:2] == ["1", "root"]
-    assert "supervisor.py" in lines[0]
+    assert "supervisor.pyz" in lines[0]
     caps = (await runtime.exec(sandbox, ["grep", "CapEff", "/proc/self/status"])).stdout
     assert caps.split()[1] == b"0000000000000000"
 

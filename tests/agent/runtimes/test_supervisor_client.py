@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hangar.agent.runtimes.base import PathError, PathNotFound
-from hangar.agent.supervisor import supervisor as proto
 from hangar.agent.supervisor.client import SupervisorClient, SupervisorUnavailable
+from hangar.agent.supervisor.sandbox import wire as proto
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -23,7 +23,8 @@ from hangar.agent.runtimes.base import (
     RuntimeError_,
     TooLarge,
 )
-from hangar.agent.supervisor import supervisor as proto
+from hangar.agent.supervisor.sandbox import codes
+from hangar.agent.supervisor.sandbox import wire as proto
 
 SEND_CHUNK = 1024 * 1024  # frames we send stay well under the supervisor's MAX_FRAME
 
@@ -44,11 +45,11 @@ def _error(payload: bytes) -> RuntimeError_:
     """Turn an error frame into the runtime exception it stands for."""
     info = json.loads(payload)
     code, message = str(info.get("code")), str(info.get("message"))
-    if code == "not_found":
+    if code == codes.NOT_FOUND:
         return PathNotFound(message)
-    if code == "too_large":
+    if code == codes.TOO_LARGE:
         return TooLarge(message)
-    if code in {"not_dir", "is_dir", "not_file", "permission", "exists", "not_empty", "error"}:
+    if code in codes.PATH_ERRORS:
         return PathError(message)
     return SupervisorFailure(f"{code}: {message}")
 

@@ -22,7 +22,7 @@ from hangar.agent.runtimes.jail.sandbox import (
     write_readonly,
 )
 from hangar.agent.runtimes.jail.userns import Slot, SlotAllocator
-from hangar.agent.supervisor import SCRIPT
+from hangar.agent.supervisor import ARCHIVE_NAME, archive
 from hangar.agent.supervisor.client import SupervisorClient, SupervisorUnavailable
 
 HOST_TOOLS = ("setpriv", "unshare", "mount")  # util-linux: every jail needs them
@@ -126,7 +126,7 @@ def _prepare_run(record: Record, layout: Layout, slot: Slot) -> None:
     write_readonly(
         layout,
         {
-            "supervisor.py": SCRIPT.read_bytes(),
+            ARCHIVE_NAME: archive(),
             "cpuinfo": procfs.cpuinfo(record.vcpus),
             "meminfo": procfs.meminfo(record.memory_mb),
         },

@@ -17,7 +17,8 @@ from typing import Any
 from hangar.agent.runtimes.base import Firewall, PortRule, SandboxSpec
 from hangar.agent.runtimes.jail.disk import MAX_MB, MIN_MB
 from hangar.agent.runtimes.jail.userns import Slot
-from hangar.agent.supervisor.supervisor import SOCKET_NAME
+from hangar.agent.supervisor import ARCHIVE_NAME
+from hangar.agent.supervisor.sandbox.wire import SOCKET_NAME
 
 SANDBOX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -270,7 +271,7 @@ def bwrap_argv(
         "--dev", "/dev", *nodes,
         "--perms", "1777", "--tmpfs", "/dev/shm",  # noqa: S108 - inside the sandbox
         "--tmpfs", "/run",
-        "--ro-bind", str(ro / "supervisor.py"), f"{IN_SANDBOX}/supervisor.py",
+        "--ro-bind", str(ro / ARCHIVE_NAME), f"{IN_SANDBOX}/{ARCHIVE_NAME}",
         "--bind", str(slot.io), f"{IN_SANDBOX}/io",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", *net, "--unshare-cgroup",
         "--hostname", hostname,
@@ -281,7 +282,7 @@ def bwrap_argv(
         "--cap-drop", "ALL", *caps,
         "--clearenv", "--setenv", "PATH", BASE_ENV["PATH"], "--setenv", "LANG", "C.UTF-8",
         "--chdir", "/",
-        "/usr/bin/python3", "-I", "-B", f"{IN_SANDBOX}/supervisor.py",
+        "/usr/bin/python3", "-I", "-B", f"{IN_SANDBOX}/{ARCHIVE_NAME}",
         f"{IN_SANDBOX}/io/config.json",
     ]  # fmt: skip
 
