@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hangar.agent.network import to_firewall
 from hangar.agent.runtimes import firewall as agent_fw
+from hangar.agentproto import limits
 from hangar.core.capsules.machine_types import BASE_DISK_GB, MACHINE_TYPES, machine_type
 from hangar.core.capsules.rules import check_disk_gb, check_name
 from hangar.core.compute import firewall as fw
@@ -106,9 +107,9 @@ def test_what_the_core_accepts_the_agent_accepts(policy: FirewallPolicy) -> None
 
 
 def test_core_firewall_limits_are_within_the_agents() -> None:
-    assert fw.MAX_RULES <= agent_fw.MAX_RULES
-    assert fw.MAX_CIDRS_PER_RULE <= agent_fw.MAX_SOURCES
-    assert fw.MAX_CIDR_CHARS <= agent_fw.MAX_CIDR_CHARS
+    assert fw.MAX_RULES == agent_fw.MAX_RULES == limits.FIREWALL_MAX_RULES
+    assert fw.MAX_CIDRS_PER_RULE == agent_fw.MAX_SOURCES == limits.FIREWALL_MAX_SOURCES
+    assert fw.MAX_CIDR_CHARS == agent_fw.MAX_CIDR_CHARS == limits.FIREWALL_MAX_CIDR_CHARS
 
 
 def test_cidrs_are_normalised_and_host_bits_allowed() -> None:

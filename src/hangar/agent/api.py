@@ -195,11 +195,8 @@ def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
 
     @app.post("/v1/sandboxes/{sandbox_id}/exec", response_model=ExecResult)
     async def exec_(sandbox_id: str, body: ExecRequest, request: Request) -> ExecResult | Response:
-        agent.require_running(sandbox_id)
         run = asyncio.ensure_future(
-            agent.runtime.exec(
-                sandbox_id, body.argv, env=body.env, cwd=body.cwd, timeout=body.timeout
-            )
+            agent.exec(sandbox_id, body.argv, env=body.env, cwd=body.cwd, timeout=body.timeout)
         )
         if not await _finished_unless_disconnected(request, run):
             # The caller gave up (its client left): cancelling closes the supervisor channel,
@@ -244,16 +241,12 @@ def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
     async def write_file(
         sandbox_id: str, request: Request, path: str, max_bytes: Annotated[int, Query(ge=0)]
     ) -> WriteResult:
-        agent.require_running(sandbox_id)
-        size = await agent.runtime.write_file(
-            sandbox_id, path, request.stream(), max_bytes=max_bytes
-        )
+        size = await agent.write_file(sandbox_id, path, request.stream(), max_bytes=max_bytes)
         return WriteResult(size=size)
 
     @app.get("/v1/sandboxes/{sandbox_id}/files/content")
     async def read_file(sandbox_id: str, path: str) -> StreamingResponse:
-        agent.require_running(sandbox_id)
-        chunks = agent.runtime.read_file(sandbox_id, path)
+        chunks = agent.read_file(sandbox_id, path)
         # Pull the first chunk now so a missing file is a 404, not a broken stream.
         first = await anext(chunks, b"")
 
@@ -267,19 +260,16 @@ def build_agent_app(agent: Agent, *, token: str | None = None) -> FastAPI:
 
     @app.post("/v1/sandboxes/{sandbox_id}/files/list")
     async def list_dir(sandbox_id: str, body: ListRequest) -> list[FileEntry]:
-        agent.require_running(sandbox_id)
-        entries = await agent.runtime.list_dir(sandbox_id, body.path, body.depth)
+        entries = await agent.list_dir(sandbox_id, body.path, body.depth)
         return [_entry(e) for e in entries]
 
     @app.post("/v1/sandboxes/{sandbox_id}/files/mkdir")
     async def make_dir(sandbox_id: str, body: PathRequest) -> FileEntry:
-        agent.require_running(sandbox_id)
-        return _entry(await agent.runtime.make_dir(sandbox_id, body.path))
+        return _entry(await agent.make_dir(sandbox_id, body.path))
 
     @app.post("/v1/sandboxes/{sandbox_id}/files/remove", status_code=204)
     async def remove(sandbox_id: str, body: PathRequest) -> Response:
-        agent.require_running(sandbox_id)
-        await agent.runtime.remove(sandbox_id, body.path)
+        await agent.remove(sandbox_id, body.path)
         return Response(status_code=204)
 
     @app.websocket("/v1/sandboxes/{sandbox_id}/process")
@@ -324,8 +314,7 @@ async def _serve_process(ws: WebSocket, agent: Agent, sandbox_id: str) -> None:
     """Stream one process: `start` in, `start`/`stdout`/`stderr`/`exit` out."""
     try:
         first = await ws.receive_json()
-        agent.require_running(sandbox_id)
-        proc = await agent.runtime.spawn(
+        proc = await agent.spawn(
             sandbox_id, list(first["argv"]), env=first.get("env") or {}, cwd=first.get("cwd")
         )
     except RuntimeError_ as exc:
@@ -418,7 +407,7 @@ async def _open_session(agent: Agent, sandbox_id: str, first: dict[str, Any]) ->
         if session is None:
             raise SandboxNotFound(f"no PTY session {first.get('tag')!r}")
         return session
-    pty = await agent.runtime.open_pty(
+    pty = await agent.open_pty(
         sandbox_id,
         list(first.get("argv") or ["/bin/bash"]),
         cols=int(first.get("cols") or 80),

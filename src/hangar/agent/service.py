@@ -35,6 +35,7 @@ from hangar.agent.runtimes.base import (
     SandboxState,
 )
 from hangar.agent.templates_port import Templates
+from hangar.agent.workloads import Workloads
 from hangar.agentproto import VERSION
 from hangar.agentproto.models import (
     AgentInfo,
@@ -72,7 +73,7 @@ class _Record:
     firewall: dict[str, Any] | None = None  # FirewallPolicy.model_dump() as last applied
 
 
-class Agent:
+class Agent(Workloads):
     """Owns the sandboxes of one host."""
 
     def __init__(

@@ -230,13 +230,8 @@ ALL_CAPABILITIES = frozenset(
 )
 
 
-class Runtime(abc.ABC):
-    """Creates, drives and destroys sandboxes on this host."""
-
-    name: str
-    # What this runtime really does, reported in the agent's info: `devices` only where
-    # host device nodes (GPUs) can be given to a sandbox.
-    capabilities: frozenset[str] = ALL_CAPABILITIES - {"devices"}
+class Lifecycle(abc.ABC):
+    """Starting, finding and ending sandboxes (`lifecycle`)."""
 
     @abc.abstractmethod
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
@@ -253,6 +248,14 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def destroy(self, sandbox_id: str) -> None:
         """Kill everything and remove its writable state; idempotent."""
+
+    @abc.abstractmethod
+    async def usage(self, sandbox_id: str) -> Usage:
+        """Resource usage now."""
+
+
+class Execution(abc.ABC):
+    """Processes in a running sandbox: to completion, streamed, on a terminal (`exec`, `pty`)."""
 
     @abc.abstractmethod
     async def exec(
@@ -291,6 +294,10 @@ class Runtime(abc.ABC):
     ) -> Pty:
         """Start a process on a new pseudo-terminal."""
 
+
+class Files(abc.ABC):
+    """Files of a running sandbox (`files`)."""
+
     @abc.abstractmethod
     def read_file(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
         """Stream a file's bytes in chunks (never the whole file in memory)."""
@@ -313,6 +320,10 @@ class Runtime(abc.ABC):
     async def remove(self, sandbox_id: str, path: str) -> None:
         """Remove a file or a directory tree."""
 
+
+class Suspension(abc.ABC):
+    """Freezing and thawing a sandbox with its memory (`pause`)."""
+
     @abc.abstractmethod
     async def pause(self, sandbox_id: str) -> None:
         """Freeze every process; memory and processes are kept."""
@@ -321,14 +332,31 @@ class Runtime(abc.ABC):
     async def resume(self, sandbox_id: str) -> None:
         """Thaw a paused sandbox."""
 
+
+class Snapshots(abc.ABC):
+    """A sandbox's filesystem as a new template (`snapshots`)."""
+
     @abc.abstractmethod
     async def snapshot(self, sandbox_id: str, dest: Path) -> int:
         """Write the sandbox's full root filesystem to `dest` (a new template); returns bytes."""
 
-    @abc.abstractmethod
-    async def usage(self, sandbox_id: str) -> Usage:
-        """Resource usage now."""
+
+class Firewalls(abc.ABC):
+    """The inbound policy of a networked sandbox (`firewall`)."""
 
     @abc.abstractmethod
     async def set_firewall(self, sandbox_id: str, firewall: Firewall) -> None:
         """Atomically replace a networked sandbox's inbound policy (InvalidState if none)."""
+
+
+class Runtime(Lifecycle, Execution, Files, Suspension, Snapshots, Firewalls):
+    """Creates, drives and destroys sandboxes on this host: every capability's interface.
+
+    A runtime that cannot do one of them still implements its interface (refusing with
+    InvalidRequest) and leaves it out of `capabilities`, which the agent reports.
+    """
+
+    name: str
+    # What this runtime really does, reported in the agent's info: `devices` only where
+    # host device nodes (GPUs) can be given to a sandbox.
+    capabilities: frozenset[str] = ALL_CAPABILITIES - {"devices"}

@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipaddress
 
 from hangar.agent.runtimes.base import Firewall, InvalidRequest, PortRule
+from hangar.agentproto import limits
 
 MODES = ("open", "restricted")
 PROTOCOLS = ("tcp", "udp")
-MAX_RULES = 128
-MAX_SOURCES = 64  # per rule
-MAX_CIDR_CHARS = 64
+# The same limits the control plane enforces (defined once, in the agent protocol).
+MAX_RULES = limits.FIREWALL_MAX_RULES
+MAX_SOURCES = limits.FIREWALL_MAX_SOURCES  # per rule
+MAX_CIDR_CHARS = limits.FIREWALL_MAX_CIDR_CHARS
 
 
 def check(firewall: Firewall) -> None:

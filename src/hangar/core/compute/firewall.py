@@ -7,16 +7,17 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from hangar.agentproto import limits
 from hangar.agentproto import models as wire
 from hangar.core.errors import InvalidInput
 
 MODES = ("open", "restricted")
 PROTOCOLS = ("tcp", "udp")
-# Each limit at most the agent's (hangar.agent.runtimes.firewall): a policy the core accepts
-# must never be refused by the host when a queued VM finally starts.
-MAX_RULES = 64
-MAX_CIDRS_PER_RULE = 32
-MAX_CIDR_CHARS = 64
+# The agent's own limits (defined once, in the agent protocol): a policy the core accepts is
+# never refused by the host when a queued VM finally starts.
+MAX_RULES = limits.FIREWALL_MAX_RULES
+MAX_CIDRS_PER_RULE = limits.FIREWALL_MAX_SOURCES
+MAX_CIDR_CHARS = limits.FIREWALL_MAX_CIDR_CHARS
 MAX_DESCRIPTION = 256
 ANY_SOURCE = "::/0"
 
