@@ -25,13 +25,13 @@ from hangar.agent.templates_dir import DirTemplates
 from hangar.core.capsules.models import Capsule, SnapshotStatus, Template
 from hangar.core.capsules.provisioner import Provisioner
 from hangar.core.capsules.service import CapsuleService
-from hangar.core.capsules.snapshots import SnapshotService
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.db.migrate import upgrade
 from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.fleet.static import connect_static_agents
 from hangar.core.identity.models import Team
+from hangar.core.snapshots.service import SnapshotService
 from support.live import fresh_postgres_database
 
 

@@ -18,6 +18,7 @@ from hangar.core.db import Database
 from hangar.core.errors import Conflict, InvalidInput, InvalidState, NotFound
 from hangar.core.events.models import OutboxEvent
 from hangar.core.fleet.gateway import Fleet
+from hangar.core.snapshots.modes import SNAPSHOT
 
 from .conftest import (
     FakeHost,
@@ -166,8 +167,8 @@ async def test_snapshot_keeps_files_disk_and_firewall(
     vm = await core.capsules.create_vm(team_id, machine_type="c1m2", disk_gb=20, firewall=WEB)
     await core.session.commit()
     await core.capsules.write_file(team_id, vm.id, "/home/user/kept.txt", _chunks(b"kept"))
-    snap = await core.snapshots.begin_snapshot(team_id, vm.id, name="first")
-    await core.session.commit()
+    first = await core.snapshots.begin(team_id, vm.id, "first", SNAPSHOT)
+    snap = first.template
     assert snap.status == SnapshotStatus.CREATING
     listed = await core.snapshots.list_snapshots(team_id)
     assert [(s.id, s.status) for s in listed] == [(snap.id, SnapshotStatus.CREATING)]
@@ -175,23 +176,24 @@ async def test_snapshot_keeps_files_disk_and_firewall(
         await core.capsules.create_from_snapshot(team_id, snap.id)
     with pytest.raises(InvalidState):
         await core.snapshots.delete_snapshot(team_id, snap.id)
-    snap = await core.snapshots.finish_snapshot(snap)
+    snap = await core.snapshots.finish(first)
     await core.session.commit()
     assert snap.status == SnapshotStatus.READY
     assert snap.size_bytes > 0
     assert (snap.disk_gb, snap.source_capsule_id) == (20, vm.id)
     # The source keeps running; a default name is made from its id and the time.
     assert (await core.capsules.get(team_id, vm.id)).status == CapsuleStatus.RUNNING
-    second = await core.snapshots.begin_snapshot(team_id, vm.id)
+    pending = await core.snapshots.begin(team_id, vm.id, None, SNAPSHOT)
+    second = pending.template
     assert second.name.startswith(vm.id[:20])
     assert len(second.name) <= 64
     with pytest.raises(Conflict):
-        await core.snapshots.begin_snapshot(team_id, vm.id, name="first")
+        await core.snapshots.begin(team_id, vm.id, "first", SNAPSHOT)
     with pytest.raises(Conflict):
         await core.snapshots.rename_snapshot(team_id, second.id, "first")
     with pytest.raises(Conflict):
         await core.snapshots.rename_snapshot(team_id, second.id, "minimal")
-    await core.snapshots.finish_snapshot(second)
+    await core.snapshots.finish(pending)
     await core.session.commit()
 
     with pytest.raises(InvalidInput):
@@ -228,11 +230,10 @@ async def test_snapshot_of_a_vm_destroyed_meanwhile_ends_in_error(
 ) -> None:
     vm = await core.capsules.create_vm(team_id, machine_type="c1m2")
     await core.session.commit()
-    snap = await core.snapshots.begin_snapshot(team_id, vm.id, name="late")
-    await core.session.commit()
+    pending = await core.snapshots.begin(team_id, vm.id, "late", SNAPSHOT)
     await core.capsules.destroy(team_id, vm.id)
     await core.session.commit()
-    snap = await core.snapshots.finish_snapshot(snap)
+    snap = await core.snapshots.finish(pending)
     await core.session.commit()
     assert snap.status == SnapshotStatus.ERROR
     assert snap.status_reason == "the source capsule is no longer running"

@@ -16,6 +16,7 @@ from hangar.core.errors import DomainError, InvalidState, NotFound, Unauthentica
 from hangar.core.grants.models import Grant, GrantPurpose
 from hangar.core.quotas.rules import QuotaExceeded, QuotaValues
 from hangar.core.quotas.service import QuotaService
+from hangar.core.snapshots.modes import SNAPSHOT, TEMPLATE
 
 from .conftest import Services
 
@@ -53,13 +54,13 @@ async def test_quotas_refuse_what_would_pass_a_limit(
     assert settings.default_disk_gb == 10
     assert (await quotas.report(team_id)).usage == QuotaValues(3, 4096 + 256, 15 + 10, 0)
 
-    snap = await core.snapshots.begin_snapshot(team_id, vm.id)
-    await core.session.commit()
+    pending = await core.snapshots.begin(team_id, vm.id, None, SNAPSHOT)
+    snap = pending.template
     with pytest.raises(QuotaExceeded, match="snapshots: requested 1, 0 of 1 remaining"):
-        await core.snapshots.begin_snapshot(team_id, vm.id)
+        await core.snapshots.begin(team_id, vm.id, None, SNAPSHOT)
     with pytest.raises(QuotaExceeded, match="snapshots"):
-        await core.snapshots.create(team_id, wrenn.id, "wrenn-snap", overwrite=False)
-    await core.snapshots.finish_snapshot(snap)
+        await core.snapshots.take(team_id, wrenn.id, "wrenn-snap", mode=TEMPLATE, overwrite=False)
+    await core.snapshots.finish(pending)
     # A clone counts against the quota like any capsule.
     with pytest.raises(QuotaExceeded, match="vCPUs"):
         await core.capsules.create_from_snapshot(team_id, snap.id)

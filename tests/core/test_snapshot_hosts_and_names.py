@@ -12,12 +12,10 @@ from sqlalchemy import delete
 
 from hangar.agentproto.client import AgentUnreachable
 from hangar.agentproto.models import Template as HostTemplate
-from hangar.core.capsules import snapshots as snapshots_module
 from hangar.core.capsules.machine_types import BASE_DISK_GB
 from hangar.core.capsules.models import Capsule
 from hangar.core.capsules.rules import MAX_NAME
 from hangar.core.capsules.service import CapsuleService
-from hangar.core.capsules.snapshots import SnapshotService
 from hangar.core.clock import utcnow
 from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
@@ -25,6 +23,9 @@ from hangar.core.errors import Conflict, InvalidInput
 from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.hosts.models import Host, HostStatus, HostType
 from hangar.core.identity.models import Team
+from hangar.core.snapshots import modes as snapshots_module
+from hangar.core.snapshots.modes import SNAPSHOT, TEMPLATE
+from hangar.core.snapshots.service import Pending, SnapshotService
 
 from .conftest import FakeHost, Services
 
@@ -37,7 +38,7 @@ async def _wrenn_snapshot(core: Services, team_id: str, name: str) -> tuple[Caps
     )
     plain.disk_gb = None
     await core.session.commit()
-    snap = await core.snapshots.create(team_id, plain.id, name, overwrite=False)
+    snap = await core.snapshots.take(team_id, plain.id, name, mode=TEMPLATE, overwrite=False)
     await core.session.commit()
     assert snap.disk_gb is None
     vm = await core.capsules.create_vm(team_id, machine_type="c1m2")
@@ -58,9 +59,7 @@ async def test_a_vm_from_a_snapshot_without_a_disk_size_gets_a_real_disk(
     assert bigger.disk_gb == 20
     assert fake_host.runtime.specs[bigger.id].disk_mb == 20 * 1024
     # A snapshot of a 20 GiB VM gives 20 GiB, and never less.
-    snap20 = await core.snapshots.begin_snapshot(team_id, bigger.id, "twenty")
-    await core.session.commit()
-    await core.snapshots.finish_snapshot(snap20)
+    snap20 = await core.snapshots.take(team_id, bigger.id, "twenty", mode=SNAPSHOT)
     await core.session.commit()
     from_20 = await core.capsules.create_from_snapshot(team_id, snap20.id)
     await core.session.commit()
@@ -144,18 +143,18 @@ async def test_base_templates_come_from_the_teams_hosts_only_and_unwell_hosts_ar
     await core.session.commit()
     plain_id = plain.id
     with pytest.raises(Conflict):
-        await asyncio.wait_for(core.snapshots.begin_snapshot(team_id, plain_id, "own-base"), 60)
+        await asyncio.wait_for(core.snapshots.begin(team_id, plain_id, "own-base", SNAPSHOT), 60)
     await core.session.rollback()
-    snap = await asyncio.wait_for(
-        core.snapshots.begin_snapshot(team_id, plain_id, "claimed-base"), 60
+    pending = await asyncio.wait_for(
+        core.snapshots.begin(team_id, plain_id, "claimed-base", SNAPSHOT), 60
     )
-    await core.session.commit()
+    snap = pending.template
     renamed = await asyncio.wait_for(
         core.snapshots.rename_snapshot(team_id, snap.id, "still-mine"), 60
     )
     await core.session.commit()
     assert renamed.name == "still-mine"
-    await core.snapshots.finish_snapshot(snap)
+    await core.snapshots.finish(pending)
     await core.snapshots.delete_snapshot(team_id, snap.id)
     await core.capsules.destroy(team_id, plain_id)
     await core.session.commit()
@@ -170,11 +169,10 @@ async def test_two_concurrent_snapshots_of_one_name_one_wins_one_conflicts(
     async def snapshot(name: str) -> str:
         async with core_db.session() as session:
             capsules = CapsuleService(session, fleet, settings)
-            template = await SnapshotService(session, fleet, capsules).begin_snapshot(
-                team_id, vm.id, name
+            pending = await SnapshotService(session, fleet, capsules).begin(
+                team_id, vm.id, name, SNAPSHOT
             )
-            await session.commit()
-            return template.id
+            return pending.template.id
 
     results = await asyncio.gather(snapshot("same"), snapshot("same"), return_exceptions=True)
     assert sum(isinstance(r, str) for r in results) == 1, results
@@ -191,8 +189,8 @@ async def test_two_concurrent_snapshots_of_one_name_one_wins_one_conflicts(
 
         late.repo.get = nothing_yet  # type: ignore[method-assign,assignment]
         with pytest.raises(Conflict):
-            await late.begin_snapshot(team_id, vm.id, "same")
-        other = await late.begin_snapshot(team_id, vm.id, "other")
+            await late.begin(team_id, vm.id, "same", SNAPSHOT)
+        other = (await late.begin(team_id, vm.id, "other", SNAPSHOT)).template
         first = next(r for r in results if isinstance(r, str))
         with pytest.raises(Conflict):
             await late.rename_snapshot(team_id, other.id, "same")
@@ -201,7 +199,7 @@ async def test_two_concurrent_snapshots_of_one_name_one_wins_one_conflicts(
         await session.commit()
         assert {t.name for t in await late.list_snapshots(team_id)} == {"renamed", "other"}
         for t in await late.list_snapshots(team_id):
-            await late.finish_snapshot(t)
+            await late.finish(Pending(t, SNAPSHOT))
             await late.delete_snapshot(team_id, t.id)
         await capsules.destroy(team_id, vm.id)
         await session.commit()
@@ -219,8 +217,7 @@ async def test_unnamed_snapshots_stamped_in_the_same_second_by_racing_requests_b
     await core.session.commit()
     now = utcnow()
     monkeypatch.setattr(snapshots_module, "utcnow", lambda: now)
-    first = await core.snapshots.begin_snapshot(team_id, vm.id)
-    await core.session.commit()
+    first = (await core.snapshots.begin(team_id, vm.id, None, SNAPSHOT)).template
     async with core_db.session() as session:
         capsules = CapsuleService(session, fleet, settings)
         late = SnapshotService(session, fleet, capsules)
@@ -229,12 +226,11 @@ async def test_unnamed_snapshots_stamped_in_the_same_second_by_racing_requests_b
             return None
 
         late.repo.get = nothing_yet  # type: ignore[method-assign,assignment]
-        second = await late.begin_snapshot(team_id, vm.id)
-        await session.commit()
+        second = (await late.begin(team_id, vm.id, None, SNAPSHOT)).template
         assert second.name.startswith(first.name + "-")
         assert len(second.name) <= MAX_NAME
         for t in await late.list_snapshots(team_id):
-            await late.finish_snapshot(t)
+            await late.finish(Pending(t, SNAPSHOT))
             await late.delete_snapshot(team_id, t.id)
         await capsules.destroy(team_id, vm.id)
         await session.commit()

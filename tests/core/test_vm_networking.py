@@ -24,6 +24,7 @@ from hangar.core.config import CapsuleSettings
 from hangar.core.db import Database
 from hangar.core.errors import InvalidInput, InvalidState, NotFound
 from hangar.core.fleet.gateway import Fleet
+from hangar.core.snapshots.modes import TEMPLATE
 
 from .conftest import FakeHost, Services, host_left_out, provision
 
@@ -38,7 +39,9 @@ async def test_a_vm_from_a_snapshot_without_a_policy_gets_the_default_one(
     plain = await core.capsules.create(
         team_id, template="minimal", vcpus=1, memory_mb=256, timeout_sec=0
     )
-    snap = await core.snapshots.create(team_id, plain.id, "plain-snap", overwrite=False)
+    snap = await core.snapshots.take(
+        team_id, plain.id, "plain-snap", mode=TEMPLATE, overwrite=False
+    )
     await core.session.commit()
     assert snap.firewall is None
 

@@ -32,6 +32,7 @@ from hangar.core.hosts.service import HostService
 from hangar.core.identity.principal import CredentialKind, Principal
 from hangar.core.quotas.service import QuotaService
 from hangar.core.security.jwt import TokenSigner, generate_key
+from hangar.core.snapshots.modes import TEMPLATE
 
 from .conftest import FakeHost, Services, host_left_out
 
@@ -247,13 +248,13 @@ async def test_a_template_overwrite_asks_the_agent_before_writing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = await _running(core, team_id)
-    old = await core.snapshots.create(team_id, first.id, "keeper", overwrite=False)
+    old = await core.snapshots.take(team_id, first.id, "keeper", mode=TEMPLATE, overwrite=False)
     await core.session.commit()
     second = await _running(core, team_id)
     client = fleet.agent(second.host_id)
     destroys = probe(monkeypatch, client, "destroy_sandbox", core_db)
     deletes = probe(monkeypatch, client, "delete_template", core_db)
-    new = await core.snapshots.create(team_id, second.id, "keeper", overwrite=True)
+    new = await core.snapshots.take(team_id, second.id, "keeper", mode=TEMPLATE, overwrite=True)
     await core.session.commit()
     assert (destroys, deletes) == ([True], [True])
     assert new.host_template != old.host_template

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from hangar.core.capsules.service import CapsuleService
-from hangar.core.capsules.snapshots import SnapshotService
+from hangar.core.snapshots.service import SnapshotService
 from hangar.web.deps import PlatformDep, SessionDep
 
 

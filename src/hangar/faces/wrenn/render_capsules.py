@@ -8,8 +8,8 @@ from hangar.agentproto.models import FileEntry as AgentEntry
 from hangar.agentproto.models import MetricPoint as AgentPoint
 from hangar.core.capsules.models import Capsule as CoreCapsule
 from hangar.core.capsules.service import ExecOutcome
-from hangar.core.capsules.snapshots import TemplateView
 from hangar.core.capsules.usage import TeamStats
+from hangar.core.snapshots.templates import TemplateView
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import schemas as w
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from hangar.core.db.uow import checkpoint
 from hangar.core.errors import Conflict, InvalidInput, Unavailable, UpstreamError
 from hangar.core.quotas.rules import QuotaExceeded
+from hangar.core.snapshots.modes import SNAPSHOT
 from hangar.faces.fastvm import render
 from hangar.faces.fastvm import schemas as f
 from hangar.faces.fastvm.deps import OrgDep
@@ -29,11 +29,7 @@ async def create_snapshot(
     # createSnapshot documents no 403: a full snapshot quota is a conflict with the org's state.
     # A host that is not connected is 502: createSnapshot lists no 503.
     with documented_as(QuotaExceeded, Conflict), documented_as(Unavailable, UpstreamError):
-        template = await snapshots.begin_snapshot(org, str(body.vm_id), name=body.name)
-    # Committed while `creating`, so the name is taken and the snapshot listed meanwhile.
-    await checkpoint(session)  # the snapshot is recorded before its host is asked to finish it
-    with documented_as(Unavailable, UpstreamError):
-        template = await snapshots.finish_snapshot(template)
+        template = await snapshots.take(org, str(body.vm_id), body.name, mode=SNAPSHOT)
     return render.snapshot(template)
 
 

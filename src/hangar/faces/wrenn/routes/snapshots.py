@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from hangar.core.capsules.models import TemplateKind
-from hangar.core.capsules.snapshots import TemplateView
+from hangar.core.snapshots.modes import TEMPLATE
+from hangar.core.snapshots.templates import TemplateView
 from hangar.faces.wrenn import ids
 from hangar.faces.wrenn import render_capsules as render
 from hangar.faces.wrenn import schemas as w
@@ -27,10 +28,11 @@ async def create_snapshot(
     overwrite: Annotated[Literal["true"] | None, Query()] = None,
 ) -> w.Template:
     """Save a capsule as a template (the capsule is destroyed, as in Wrenn)."""
-    made = await snapshots.create(
+    made = await snapshots.take(
         principal.require_team(),
         ids.decode(ids.CAPSULE, body.sandbox_id),
-        body.name,
+        body.name or None,  # Wrenn: an empty name is no name
+        mode=TEMPLATE,
         overwrite=overwrite == "true",
     )
     return render.template(TemplateView.of_snapshot(made))
