@@ -85,7 +85,17 @@ def serve(
         from hangar.agent.settings import AgentSettings
 
         agent_settings = AgentSettings(data_dir=settings.data_dir / "agent")
-        companions.append(agent_server(agent_settings, build_agent(agent_settings)))
+        local = build_agent(agent_settings)
+        if missing := local.missing():
+            # Said before anything else starts: no capsule can run until these are installed.
+            from hangar.agentproto.models import describe_missing
+
+            console.print(
+                f"[bold red]The local agent cannot run capsules:[/] {describe_missing(missing)}"
+            )
+            for program in missing:
+                console.print(f"  {program.program}: {program.install_hint}")
+        companions.append(agent_server(agent_settings, local))
         settings.agents["local"] = agent_settings.address()
     asyncio.run(run_serve(settings, companions))
 
@@ -322,8 +332,13 @@ def template_import(
 @template_app.command("list")
 def template_list(agent_dir: AgentDir = None) -> None:
     """Templates on this host."""
-    for info in _template_store(agent_dir).list():
+    import time
+
+    store = _template_store(agent_dir)
+    for info in store.list():
         console.print(f"{info.name}\t{info.type.value}\t{info.rootfs}")
+    for name, started_at, step in store.building():  # a build under way, by anyone
+        console.print(f"{name}\tbuilding\t{step}, started {int(time.time() - started_at)} s ago")
 
 
 def _core_id(prefix: str, value: str) -> str:

@@ -106,6 +106,8 @@ class AgentProcess:
     data_dir: Path
     runtime: str = "jail"
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # added to (or replacing) its clean environment
+    wait_for_templates: bool = True  # a jail agent's start waits for its `minimal` build
 
     @property
     def socket(self) -> Path:
@@ -125,7 +127,7 @@ class AgentProcess:
         command = hangar_command(
             "agent", "--data-dir", str(self.data_dir), "--runtime", self.runtime
         )
-        self.proc = spawn(command, self.log, clean_env())
+        self.proc = spawn(command, self.log, clean_env(**(self.env or {})))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -133,9 +135,29 @@ class AgentProcess:
             if self.socket.exists():
                 with contextlib.suppress(httpx.TransportError), self.direct() as c:
                     if c.get("/v1/info").status_code == 200:
+                        self._wait_for_templates()
                         return
             time.sleep(0.1)
         raise RuntimeError("agent did not start")
+
+    def _wait_for_templates(self, timeout: float = 900) -> None:
+        """Let a jail agent's first `minimal` build finish: creates meanwhile answer 503.
+
+        Gives up quietly (a test that needs the template then says why); an unhealthy agent
+        builds nothing.
+        """
+        if self.runtime != "jail" or not self.wait_for_templates:
+            return
+        deadline = time.monotonic() + timeout
+        with self.direct() as c:
+            while time.monotonic() < deadline:
+                info = c.get("/v1/info").json()
+                if not info.get("healthy", True) or (
+                    not info.get("building")
+                    and any(t["name"] == "minimal" for t in c.get("/v1/templates").json())
+                ):
+                    return
+                time.sleep(0.2)
 
     def direct(self) -> httpx.Client:
         """A client for the agent's own API, bypassing the control plane."""

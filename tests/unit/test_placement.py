@@ -234,3 +234,26 @@ def test_placement_properties(hosts: list[Candidate], r: Request, capacity: Capa
             and h.connected
             and fits(h, r, capacity)
         ], "the team's own BYOC host with room comes first"
+
+
+def test_a_host_lacking_programs_is_passed_by() -> None:
+    sick = Candidate(
+        host_id="sick",
+        type=HostType.REGULAR,
+        team_id=None,
+        status=HostStatus.ONLINE,
+        connected=True,
+        cpu_cores=64,
+        memory_mb=65536,
+        missing="missing host programs: bwrap; install them with: apt-get install bubblewrap",
+    )
+    assert choose([sick, host("well")], Request("t", 1, 256), EXACT).host_id == "well"
+    with pytest.raises(Unavailable) as exc:
+        choose([sick, host("down", status=HostStatus.OFFLINE)], Request("t", 1, 256), EXACT)
+    assert code(exc) == "host_unhealthy"
+    assert "bwrap" in exc.value.message
+    assert "apt-get install bubblewrap" in exc.value.message
+    with pytest.raises(Unavailable) as exc:
+        check_host(sick, Request("t", 1, 256), EXACT)
+    assert code(exc) == "host_unhealthy"
+    assert "bubblewrap" in exc.value.message

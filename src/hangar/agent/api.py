@@ -27,7 +27,13 @@ from hangar.agent.runtimes.base import (
     StartFailed,
     TooLarge,
 )
-from hangar.agent.service import Agent, SandboxExists, TemplateMissing
+from hangar.agent.service import (
+    Agent,
+    HostUnhealthy,
+    SandboxExists,
+    TemplateBuilding,
+    TemplateMissing,
+)
 from hangar.agentproto import VERSION
 from hangar.agentproto.client import PROTOCOL_HEADER
 from hangar.agentproto.models import (
@@ -65,6 +71,8 @@ _STATUS: dict[type[RuntimeError_], int] = {
     PathError: 400,
     InvalidRequest: 400,
     AddressesExhausted: 503,
+    HostUnhealthy: 503,
+    TemplateBuilding: 503,
     TooLarge: 413,
     StartFailed: 502,
 }

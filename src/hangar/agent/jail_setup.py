@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from hangar.agent.templates import (
     TemplateStore,
     default_cache_dir,
 )
-from hangar.agentproto.models import Template
+from hangar.agentproto.models import Template, TemplateBuild
 
 
 async def _in_daemon_thread(fn: Callable[[str], Path], arg: str) -> Path:
@@ -71,6 +72,13 @@ class StoreTemplates:
             raise TemplateMissing(str(exc)) from exc
         except TemplateError as exc:
             raise PathError(str(exc)) from exc
+
+    def building(self) -> builtins.list[TemplateBuild]:
+        """Base templates being built here now (by this agent or a `hangar template build`)."""
+        return [
+            TemplateBuild(template=name, started_at=started, step=step)
+            for name, started, step in self.store.building()
+        ]
 
     def allows_nested_userns(self, name: str) -> bool:
         """The template's own opt-in (`hangar template import --nested-userns`)."""

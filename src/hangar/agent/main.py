@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from hangar.agent.api import build_agent_app
 from hangar.agent.gpus import discover
+from hangar.agent.hosttools import requirements
 from hangar.agent.ptys import PtyRegistry
 from hangar.agent.service import Agent
 from hangar.agent.settings import AgentSettings
@@ -56,6 +57,7 @@ def build_agent(settings: AgentSettings) -> Agent:
         metrics_interval=settings.metrics_interval,
         ipv6_prefix=settings.ipv6_prefix,
         gpus=gpus,
+        requirements=requirements("jail"),
     )
 
 

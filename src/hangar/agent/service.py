@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from typing import Any
 import structlog
 
 from hangar import __version__
+from hangar.agent import hosttools
 from hangar.agent.gpus import SHARED_NODES, Inventory
+from hangar.agent.hosttools import Requirement
 from hangar.agent.metrics import SAMPLE_SECONDS, SandboxMetrics
 from hangar.agent.network import DEFAULT_PREFIX, AddressPool, to_firewall
 from hangar.agent.ptys import PtyRegistry
@@ -42,7 +45,9 @@ from hangar.agentproto.models import (
     CreateSandbox,
     FirewallPolicy,
     MetricPoint,
+    MissingProgram,
     Sandbox,
+    describe_missing,
 )
 
 log = structlog.get_logger("hangar.agent")
@@ -52,6 +57,18 @@ class TemplateMissing(RuntimeError_):
     """No template of that name on this host."""
 
     code = "template_not_found"
+
+
+class HostUnhealthy(RuntimeError_):
+    """Programs the runtime needs are missing from this host; the message names them."""
+
+    code = "host_unhealthy"
+
+
+class TemplateBuilding(RuntimeError_):
+    """The template is being built here now; creates from it are refused until it is done."""
+
+    code = "template_building"
 
 
 class SandboxExists(RuntimeError_):
@@ -86,10 +103,12 @@ class Agent(Workloads):
         metrics_interval: float = SAMPLE_SECONDS,
         ipv6_prefix: str = DEFAULT_PREFIX,
         gpus: Inventory | None = None,
+        requirements: Sequence[Requirement] = (),
     ) -> None:
         self.runtime = runtime
         # Discovered once, at start: GPUs do not come and go while a driver is loaded.
         self.gpus = gpus or Inventory(reason="GPU discovery was not run")
+        self.requirements = tuple(requirements)
         self.addresses = AddressPool(ipv6_prefix)
         self._claimed: set[str] = set()  # addresses of creates still in flight
         self.templates = templates
@@ -123,8 +142,18 @@ class Agent(Workloads):
         self._tasks = [
             asyncio.create_task(self._sample_forever(), name="agent:metrics"),
             asyncio.create_task(self._reap_forever(), name="agent:pty-reaper"),
-            asyncio.create_task(self._warm_default_template(), name="agent:warm-template"),
         ]
+        if absent := self.missing():
+            # No warm build: without debootstrap or bwrap it can only fail, and cryptically.
+            log.warning(
+                "agent.unhealthy",
+                missing=[p.program for p in absent],
+                hint=describe_missing(absent),
+            )
+        else:
+            self._tasks.append(
+                asyncio.create_task(self._warm_default_template(), name="agent:warm-template")
+            )
 
     async def stop(self) -> None:
         """Stop background work; sandboxes keep running."""
@@ -134,9 +163,14 @@ class Agent(Workloads):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def missing(self) -> list[MissingProgram]:
+        """The runtime's host programs this host lacks now (a few stat calls)."""
+        return hosttools.missing(self.requirements)
+
     def info(self) -> AgentInfo:
-        """Host facts for registration and scheduling."""
+        """Host facts for registration and scheduling, and whether it can run sandboxes."""
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        absent = self.missing()
         return AgentInfo(
             protocol=VERSION,
             agent_version=__version__,
@@ -148,6 +182,9 @@ class Agent(Workloads):
             capabilities=sorted(self.runtime.capabilities),
             gpus=self.gpus.gpus,
             gpu_reason=self.gpus.reason,
+            healthy=not absent,
+            missing=absent,
+            building=self.templates.building(),
         )
 
     # sandboxes -----------------------------------------------------------------------------
@@ -180,6 +217,10 @@ class Agent(Workloads):
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(record)))
         tmp.replace(path)
+
+    def _has(self, template: str) -> bool:
+        """Whether the template is complete here (a rebuild under way keeps the old one)."""
+        return any(t.name == template for t in self.templates.list())
 
     def lock(self, sandbox_id: str) -> asyncio.Lock:
         """Serialises lifecycle changes of one sandbox."""
@@ -214,6 +255,17 @@ class Agent(Workloads):
 
     async def create(self, request: CreateSandbox) -> Sandbox:
         """Start a sandbox from a template on this host."""
+        if absent := self.missing():  # before a template build that could only fail
+            raise HostUnhealthy(f"this host cannot run sandboxes: {describe_missing(absent)}")
+        # Refused rather than waited for: a first build takes minutes, longer than a create
+        # request should hang (the caller retries; the agent's info shows the build).
+        for build in self.templates.building():
+            if build.template == request.template and not self._has(request.template):
+                since = max(int(time.time() - build.started_at), 0)
+                raise TemplateBuilding(
+                    f"template {build.template} is being built on this host "
+                    f"({build.step}, started {since} s ago); try again shortly"
+                )
         async with self.lock(request.sandbox_id):
             if request.sandbox_id in self._records:
                 raise SandboxExists(f"sandbox {request.sandbox_id} already exists")

@@ -13,6 +13,7 @@ safe because sandboxes only ever use a rootfs as a read-only overlay lower layer
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import enum
 import fcntl
@@ -163,6 +164,41 @@ class TemplateStore:
         if name not in BASE_PACKAGES:
             raise TemplateNotFound(name)
         return self.build(name)
+
+    def building(self) -> builtins.list[tuple[str, float, str]]:
+        """Builds under way here, by any process: (name, started at, step), oldest first.
+
+        A build is its `.build-NAME-*` directory while NAME's lock is held; one left by a
+        killed build holds no lock and is not counted.
+        """
+        if not self.root.is_dir():
+            return []
+        found: dict[str, tuple[str, float, str]] = {}
+        for staging in self.root.glob(".build-*"):
+            name = staging.name.removeprefix(".build-").rsplit("-", 1)[0]
+            if not NAME.match(name) or name in found or not self._held(name):
+                continue
+            with contextlib.suppress(OSError):
+                step = "copy" if self._copies_from_cache() else "debootstrap"
+                found[name] = (name, staging.stat().st_mtime, step)
+        return sorted(found.values(), key=lambda b: b[1])
+
+    def _copies_from_cache(self) -> bool:
+        cache = self.cache_dir
+        return cache is not None and cache.resolve() != self.root.resolve()
+
+    def _held(self, name: str) -> bool:
+        """Whether someone holds NAME's build lock now (flock conflicts across open files)."""
+        try:
+            with open(self.root / ".locks" / f"{name}.lock", "a") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return False
+        except OSError:
+            return False
 
     def size_bytes(self, name: str) -> int:
         """Bytes allocated on disk by the template's rootfs."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import shutil
 from pathlib import Path
 
 from hangar.agent.service import TemplateMissing
-from hangar.agentproto.models import Template
+from hangar.agentproto.models import Template, TemplateBuild
 
 
 class DirTemplates:
@@ -26,6 +27,10 @@ class DirTemplates:
         if not path.is_dir():
             raise TemplateMissing(f"no template named {name}")
         return path
+
+    def building(self) -> builtins.list[TemplateBuild]:
+        """Nothing to build: `minimal` is an empty directory."""
+        return []
 
     def allows_nested_userns(self, name: str) -> bool:
         """Plain directories carry no options: never."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Protocol
 
-from hangar.agentproto.models import Template
+from hangar.agentproto.models import Template, TemplateBuild
 
 
 class Templates(Protocol):
@@ -13,6 +14,10 @@ class Templates(Protocol):
 
     async def ensure(self, name: str) -> Path:
         """The rootfs of a template, building a base template on first use."""
+        ...
+
+    def building(self) -> builtins.list[TemplateBuild]:
+        """Base templates being built on this host now."""
         ...
 
     def allows_nested_userns(self, name: str) -> bool:

@@ -21,6 +21,29 @@ class GpuInfo(BaseModel):
     device_nodes: list[str] = Field(default_factory=list)
 
 
+class MissingProgram(BaseModel):
+    """A host program the agent's runtime needs and cannot find on its PATH."""
+
+    program: str
+    package: str
+    install_hint: str
+
+
+class TemplateBuild(BaseModel):
+    """A base template being built on the agent's host now."""
+
+    template: str
+    started_at: float  # unix seconds
+    step: str  # "debootstrap" (minutes) or "copy" (from the shared cache, seconds)
+
+
+def describe_missing(programs: list[MissingProgram]) -> str:
+    """One line naming missing programs and the command that installs them all."""
+    names = ", ".join(p.program for p in programs)
+    packages = " ".join(dict.fromkeys(p.package for p in programs))
+    return f"missing host programs: {names}; install them with: apt-get install {packages}"
+
+
 class AgentInfo(BaseModel):
     """What an agent says about itself and its host."""
 
@@ -37,6 +60,11 @@ class AgentInfo(BaseModel):
     gpus: list[GpuInfo] = Field(default_factory=list)
     # Why `gpus` is empty when it is (no driver, NVML failed), for operators; None when found.
     gpu_reason: str | None = None
+    # False while programs the runtime needs are missing: the agent refuses creates (503).
+    # Defaults keep older agents, which never say, healthy.
+    healthy: bool = True
+    missing: list[MissingProgram] = Field(default_factory=list)
+    building: list[TemplateBuild] = Field(default_factory=list)
 
 
 class FirewallRule(BaseModel):

@@ -8,9 +8,13 @@ class DomainError(Exception):
 
     code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        # Seconds after which the same request may succeed (faces send it as `Retry-After`).
+        self.retry_after = retry_after
         if code is not None:
             self.code = code
 

@@ -76,7 +76,10 @@ def domain_response(style: ErrorStyle, conn: HTTPConnection, exc: DomainError) -
     if status == INTERNAL[0]:
         # A domain error the face's table does not know is a bug in the table: say where.
         log.error("domain error without a status", error=type(exc).__name__, exc_info=exc)
-    return style.render(conn, status, code, message, None)
+    resp = style.render(conn, status, code, message, None)
+    if exc.retry_after is not None:
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
 
 
 def validation_details(exc: RequestValidationError) -> Details:

@@ -112,11 +112,27 @@ async def run_checks(
     return {name: results[name] for name in checks}
 
 
+def missing_programs(platform: Platform) -> dict[str, list[dict[str, str]]]:
+    """Connected agents lacking programs their runtime needs: host id -> what, how to install.
+
+    Only agents connected to this replica, as they last said (no agent is asked here). Named
+    outright, unlike other failures: an operator can do nothing without the package names.
+    """
+    return {
+        h.host_id: [{"program": p.program, "install_hint": p.install_hint} for p in h.missing]
+        for h in platform.fleet.hosts()
+        if h.missing
+    }
+
+
 @router.get("/healthz")
 async def healthz(platform: PlatformDep) -> JSONResponse:
-    """Every dependency of the platform itself (the database)."""
+    """Every dependency of the platform itself (the database), and its hosts' programs."""
     checks = await run_checks(platform, {"database": database_check})
+    body: dict[str, object] = {"checks": checks}
+    if missing := missing_programs(platform):
+        checks["host_programs"] = ERROR
+        body["missing_programs"] = missing
     ok = all(v == OK for v in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503
-    )
+    body = {"status": "ok" if ok else "degraded", **body}
+    return JSONResponse(body, status_code=200 if ok else 503)

@@ -14,7 +14,7 @@ from hangar.agent.api import build_agent_app
 from hangar.agent.network import DEFAULT_PREFIX
 from hangar.agent.runtimes.jail import JailRuntime
 from hangar.agent.service import Agent
-from hangar.agentproto.models import Template
+from hangar.agentproto.models import Template, TemplateBuild
 
 from .netcheck import TCP_A, expect, host_state, start_servers
 
@@ -27,6 +27,9 @@ class OneTemplate:
 
     async def ensure(self, name: str) -> Path:
         return self.rootfs
+
+    def building(self) -> list[TemplateBuild]:
+        return []
 
     def allows_nested_userns(self, name: str) -> bool:
         return False

@@ -16,6 +16,8 @@ from hangar.core.errors import (
     UpstreamError,
 )
 
+BUILD_RETRY = 15  # seconds: a create refused while its template builds is worth retrying then
+
 
 def translate(exc: AgentError) -> DomainError:
     """The domain error a face should render for an agent's refusal."""
@@ -27,6 +29,10 @@ def translate(exc: AgentError) -> DomainError:
             return NotFound(exc.message)
         case "path_error" | "invalid_request" | "template_not_found":
             return InvalidInput(exc.message)
+        case "template_building":  # a first build takes about a minute; the message says more
+            return Unavailable(exc.message, code="template_building", retry_after=BUILD_RETRY)
+        case "host_unhealthy":  # the host lacks programs its runtime needs (named)
+            return Unavailable(exc.message, code="host_unhealthy")
         case "invalid_state":
             return InvalidState(exc.message)
         case "too_large":

@@ -26,7 +26,7 @@ from hangar.core.config import CapsuleSettings, HostSettings
 from hangar.core.db import Database
 from hangar.core.db.uow import checkpoint
 from hangar.core.errors import DomainError
-from hangar.core.fleet.gateway import Fleet
+from hangar.core.fleet.gateway import AgentHandle, Fleet
 from hangar.core.hosts.liveness import UP, mark_down, mark_up, stale
 from hangar.core.hosts.models import HostStatus
 from hangar.core.hosts.repository import HostRepository
@@ -117,6 +117,8 @@ class CapsuleReconciler:
                     why = exc.message if isinstance(exc, AgentError) else "no answer in time"
                     await self._host_down(handle.host_id, why)
                 continue  # its capsules are left to the host's state until it is seen again
+            if handle.static:  # registered agents say so when they reconnect
+                await self._note_health(handle)
             reported = {s.sandbox_id: s for s in listed}
             synced = await self._sync_host(handle.host_id, reported, polled_at)
             if synced is None:
@@ -132,6 +134,18 @@ class CapsuleReconciler:
                     log.warning("capsule.orphan_destroyed", sandbox_id=sandbox_id)
                     with contextlib.suppress(AgentError):
                         await handle.client.destroy_sandbox(sandbox_id)
+
+    async def _note_health(self, handle: AgentHandle) -> None:
+        """Refresh what a configured agent lacks, so installing a package heals its host."""
+        try:
+            info = await asyncio.wait_for(handle.client.info(), self.hosts.poll_timeout_seconds)
+        except (AgentError, TimeoutError):
+            return  # its listing answered; the next poll tries again
+        before = [p.program for p in handle.missing]
+        handle.note(info)
+        after = [p.program for p in handle.missing]
+        if after != before:
+            log.warning("host.programs", host_id=handle.host_id, missing=after)
 
     async def _sync_host(
         self, host_id: str, reported: dict[str, Sandbox], polled_at: datetime

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentClient, CallObserver, CallTracer
+from hangar.agentproto.models import AgentInfo, MissingProgram, describe_missing
 from hangar.core.config import HostSettings
 from hangar.core.errors import Unavailable
 from hangar.core.fleet.placement import Candidate, Capacity, Request, check_host, choose
@@ -27,6 +28,12 @@ class AgentHandle:
     # Configured in settings (not registered): the control plane's polls are its heartbeats,
     # and a failed poll takes it down at once.
     static: bool = False
+    # Programs its agent last said the host lacks (its info); placement passes such a host by.
+    missing: list[MissingProgram] = field(default_factory=list)
+
+    def note(self, info: AgentInfo) -> None:
+        """Remember what the agent last said of its health."""
+        self.missing = [] if info.healthy else list(info.missing)
 
 
 class Fleet:
@@ -156,6 +163,7 @@ class Fleet:
         return choose(candidates, request, self.capacity)
 
     def _candidate(self, host: Host, used: Reserved) -> Candidate:
+        handle = self._agents.get(host.id)
         return Candidate(
             host_id=host.id,
             type=host.type,
@@ -167,6 +175,7 @@ class Fleet:
             memory_mb=host.memory_mb,
             used_vcpus=used.vcpus,
             used_memory_mb=used.memory_mb,
+            missing=describe_missing(handle.missing) if handle and handle.missing else "",
         )
 
     async def aclose(self) -> None:

@@ -32,6 +32,8 @@ class Candidate:
     memory_mb: int | None
     used_vcpus: int = 0
     used_memory_mb: int = 0
+    # What its agent says the host lacks to run sandboxes ("" when healthy or unknown).
+    missing: str = ""
 
     def free(self, capacity: Capacity) -> tuple[float, float]:
         """(vCPUs, MB) still free; unknown sizes count as zero."""
@@ -62,9 +64,25 @@ def allowed(c: Candidate, team_id: str) -> bool:
     return c.type == HostType.REGULAR
 
 
-def accepting(c: Candidate) -> bool:
+def reachable(c: Candidate) -> bool:
     """Online (not pending, draining, offline or unreachable) with its agent connected."""
     return c.status == HostStatus.ONLINE and c.connected
+
+
+def accepting(c: Candidate) -> bool:
+    """Reachable, and its agent has every program its runtime needs."""
+    return reachable(c) and not c.missing
+
+
+def unhealthy(candidates: list[Candidate], r: Request) -> Unavailable | None:
+    """Why no host may take the capsule when the reachable ones lack programs, else None."""
+    sick = [c for c in candidates if allowed(c, r.team_id) and reachable(c) and c.missing]
+    if r.byoc_only:
+        sick = [c for c in sick if c.type == HostType.BYOC]
+    if not sick:
+        return None
+    why = "; ".join(f"host {c.host_id}: {c.missing}" for c in sick[:3])
+    return Unavailable(f"no host can run capsules now ({why})", code="host_unhealthy")
 
 
 def fits(c: Candidate, r: Request, capacity: Capacity) -> bool:
@@ -89,13 +107,16 @@ def choose(candidates: Iterable[Candidate], r: Request, capacity: Capacity) -> C
     """The least-loaded host that may take the capsule; `Unavailable` says why there is none.
 
     The team's own BYOC hosts are preferred; a team pinned to them never uses regular hosts.
-    Codes: `host_unavailable` when no host may take it at all, `no_capacity` when some may
-    but none has room.
+    Codes: `host_unavailable` when no host may take it at all, `host_unhealthy` when the only
+    ones that might lack programs they need, `no_capacity` when some may but none has room.
     """
+    candidates = list(candidates)
     usable = [c for c in candidates if allowed(c, r.team_id) and accepting(c)]
     own = [c for c in usable if c.type == HostType.BYOC]
     shared = [] if r.byoc_only else [c for c in usable if c.type == HostType.REGULAR]
     if not own and not shared:
+        if (sick := unhealthy(candidates, r)) is not None:
+            raise sick
         what = "none of the team's BYOC hosts is" if r.byoc_only else "no host is"
         raise Unavailable(f"{what} online to run capsules", code="host_unavailable")
     for tier in (own, shared):
@@ -112,6 +133,11 @@ def check_host(c: Candidate | None, r: Request, capacity: Capacity) -> Candidate
     """A capsule that must run on one host (its snapshot lives there): may it, now?"""
     if c is None or not allowed(c, r.team_id):
         raise Unavailable("the host of this template is gone", code="host_unavailable")
+    if reachable(c) and c.missing:
+        raise Unavailable(
+            f"the host of this template cannot run capsules now: {c.missing}",
+            code="host_unhealthy",
+        )
     if not accepting(c):
         state = c.status if c.status != HostStatus.ONLINE else "not connected"
         raise Unavailable(

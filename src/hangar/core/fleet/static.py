@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hangar.agentproto.client import AgentClient, AgentError
-from hangar.agentproto.models import AgentInfo
+from hangar.agentproto.models import AgentInfo, describe_missing
 from hangar.core.db import Database
 from hangar.core.db.uow import checkpoint
 from hangar.core.errors import InvalidInput
@@ -93,11 +93,20 @@ async def connect_static_agents(
         async with db.session() as session:
             host = await upsert_static_host(session, name, address, info, region)
             await checkpoint(session)
-        fleet.add(
-            AgentHandle(
-                host.id,
-                client,
-                host_ip="127.0.0.1" if address.startswith("unix:") else "",
-                static=True,
-            )
+        handle = AgentHandle(
+            host.id,
+            client,
+            host_ip="127.0.0.1" if address.startswith("unix:") else "",
+            static=True,
         )
+        if info is not None:
+            handle.note(info)
+            if not info.healthy:
+                log.warning(
+                    "host.unhealthy",
+                    name=name,
+                    host_id=host.id,
+                    missing=[p.program for p in info.missing],
+                    hint=describe_missing(info.missing),
+                )
+        fleet.add(handle)
