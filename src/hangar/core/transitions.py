@@ -19,6 +19,18 @@ def check(kind: str, table: Mapping[S, frozenset[S]], current: str, target: S) -
         raise IllegalTransition(f"{kind} cannot go from {current} to {target}")
 
 
+def predecessors(table: Mapping[S, frozenset[S]], target: S) -> frozenset[S]:
+    """Every state `table` lets a row move from to `target` (a conditional UPDATE's WHERE)."""
+    return frozenset(s for s, targets in table.items() if target in targets)
+
+
+def initial(kind: str, allowed: frozenset[S], status: S) -> S:
+    """`status` for a new row; IllegalTransition unless a row of `kind` may start in it."""
+    if status not in allowed:
+        raise IllegalTransition(f"a {kind} cannot start as {status}")
+    return status
+
+
 def complete(states: type[S], table: Mapping[S, frozenset[S]]) -> None:
     """Fail at import time when a table leaves a state out (terminal ones map to nothing)."""
     missing = set(states) - set(table)

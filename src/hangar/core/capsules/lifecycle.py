@@ -13,7 +13,6 @@ from sqlalchemy import ColumnElement
 
 from hangar.core import transitions
 from hangar.core.capsules.models import Capsule, CapsuleStatus
-from hangar.core.errors import IllegalTransition
 
 C = CapsuleStatus
 
@@ -49,14 +48,12 @@ def move(current: str, target: CapsuleStatus) -> CapsuleStatus:
 
 def initial(status: CapsuleStatus) -> CapsuleStatus:
     """`status` for a new row; IllegalTransition unless a capsule may start in it."""
-    if status not in INITIAL:
-        raise IllegalTransition(f"a capsule cannot start as {status}")
-    return status
+    return transitions.initial("capsule", INITIAL, status)
 
 
 def predecessors(target: CapsuleStatus) -> frozenset[CapsuleStatus]:
     """Every status the table lets a capsule move from to `target`."""
-    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+    return transitions.predecessors(TRANSITIONS, target)
 
 
 def moving(sources: Iterable[CapsuleStatus], target: CapsuleStatus) -> ColumnElement[bool]:

@@ -7,7 +7,6 @@ self-loops are a registration or an admin's drain that leaves the status as it w
 from __future__ import annotations
 
 from hangar.core import transitions
-from hangar.core.errors import IllegalTransition
 from hangar.core.hosts.models import HostStatus
 
 H = HostStatus
@@ -37,11 +36,9 @@ def move(current: str, target: HostStatus) -> HostStatus:
 
 def initial(status: HostStatus) -> HostStatus:
     """`status` for a new row; IllegalTransition unless a host may start in it."""
-    if status not in INITIAL:
-        raise IllegalTransition(f"a host cannot start as {status}")
-    return status
+    return transitions.initial("host", INITIAL, status)
 
 
 def predecessors(target: HostStatus) -> frozenset[HostStatus]:
     """Every status the table lets a host move from to `target`."""
-    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+    return transitions.predecessors(TRANSITIONS, target)
